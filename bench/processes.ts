@@ -1,0 +1,95 @@
+// Child processes of the benchmark: free ports, spawning, readiness by TCP connect, CPU time from /proc,
+// and a guaranteed cleanup of every child on exit.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export type Child = {
+  readonly name: string;
+  readonly process: ChildProcess;
+  readonly pid: number;
+  /** The last few KB the child wrote to stdout/stderr, for error reports. */
+  output(): string;
+};
+
+const children: Child[] = [];
+const OUTPUT_TAIL = 4096;
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Spawns `node <args>` in `cwd`, keeping a tail of its output. */
+export function startNode(name: string, args: string[], cwd: string): Child {
+  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  const keep = (chunk: Buffer) => {
+    tail = (tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.on('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
+  const started: Child = { name, process: child, pid: child.pid ?? -1, output: () => tail };
+  children.push(started);
+  return started;
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Resolves once `port` accepts TCP connections; throws if the child exits first or time runs out. */
+export async function waitForPort(child: Child, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.process.exitCode !== null || child.process.signalCode !== null) {
+      throw new Error(
+        `${child.name} exited (${child.process.exitCode ?? child.process.signalCode}) before listening`,
+      );
+    }
+    if (await canConnect(port)) return;
+    await sleep(50);
+  }
+  throw new Error(`${child.name} did not accept connections on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+export function stopChild(child: Child): void {
+  if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGTERM');
+}
+
+export function stopAll(): void {
+  for (const child of children) stopChild(child);
+}
+
+const TICKS_PER_SECOND = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** User + system CPU time consumed so far by process `pid`, in ms (resolution: one clock tick). */
+export function cpuTimeMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name (which may itself contain spaces): state is field 3,
+  // utime field 14 and stime field 15, i.e. indices 11 and 12 here.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+}

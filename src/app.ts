@@ -1,0 +1,174 @@
+// Composition root: builds the running gateway from a loaded config. The only place that wires parts.
+
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
+import { resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { LoadedConfig } from './config/load.ts';
+import { resolveSecret } from './config/load.ts';
+import type { Config, UpstreamConfig } from './config/schema.ts';
+import { Router } from './gateway/router.ts';
+import { SessionRegistry } from './gateway/sessions.ts';
+import { buildEdge } from './http/server.ts';
+import { PolicyChain } from './policy/chain.ts';
+import { MemorySessionStore } from './state/session-store.ts';
+import { type ExchangeSink, noopSink } from './telemetry/events.ts';
+import { createLogger, type Logger } from './telemetry/logger.ts';
+import { StreamableHttpUpstream } from './upstream/streamable-http.ts';
+import type { Upstream, UpstreamHealth } from './upstream/types.ts';
+import { GATEWAY_INFO } from './version.ts';
+
+export interface GatewayOptions {
+  logger?: Logger;
+  /** Exchange sinks (audit, metrics); none by default. */
+  sink?: ExchangeSink;
+}
+
+export interface Gateway {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** Starts listening; resolves to the base URL (http://host:port). */
+  start(): Promise<string>;
+  /** Graceful stop: refuse new work, let in-flight finish within shutdown_timeout, close upstream sessions. */
+  stop(): Promise<void>;
+  readonly edge: FastifyInstance;
+}
+
+export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
+  const { config, baseDir } = loaded;
+  const logger = options.logger ?? createLogger(config.log.level);
+  const sink = options.sink ?? noopSink;
+
+  const upstreams = new Map<string, Upstream>();
+  for (const [name, uc] of Object.entries(config.upstreams)) {
+    upstreams.set(name, await buildUpstream(name, uc, config, baseDir, logger));
+  }
+
+  const sessions = new SessionRegistry(
+    new MemorySessionStore(),
+    {
+      idleTimeoutMs: config.sessions.idle_timeout,
+      maxSessions: config.sessions.max_sessions,
+      maxPerPrincipal: config.sessions.max_per_principal,
+    },
+    logger,
+  );
+  const routers = config.routes.map(
+    (r) =>
+      new Router({
+        path: r.path,
+        upstreams: r.upstreams.map((n) => upstreams.get(n)!),
+        chain: new PolicyChain([]),
+        sink,
+        sessions,
+        logger,
+        gatewayInfo: GATEWAY_INFO,
+      }),
+  );
+
+  const tls = config.listen.tls;
+  const readTls = async () =>
+    tls ? { cert: await readFile(resolve(baseDir, tls.cert)), key: await readFile(resolve(baseDir, tls.key)) } : undefined;
+  const https = await readTls();
+
+  let draining = false;
+  const edge = buildEdge({
+    logger,
+    listenHost: config.listen.host,
+    port: config.listen.port,
+    ...(https ? { https } : {}),
+    publicUrl: config.public_url,
+    allowedOrigins: config.allowed_origins,
+    allowedHosts: config.allowed_hosts,
+    maxBodyBytes: config.limits.max_body_bytes,
+    routers,
+    sessions,
+    sink,
+    upstreamHealth: () => {
+      const out: Record<string, UpstreamHealth> = {};
+      for (const [n, u] of upstreams) out[n] = u.health();
+      return out;
+    },
+    isDraining: () => draining,
+  });
+
+  let prober: NodeJS.Timeout | undefined;
+  const watchers: FSWatcher[] = [];
+
+  return {
+    config,
+    logger,
+    edge,
+    async start() {
+      const address = await edge.listen({ host: config.listen.host, port: config.listen.port });
+      const probeAll = () => Promise.allSettled([...upstreams.values()].map((u) => u.probe()));
+      if (config.health.interval > 0) {
+        void probeAll();
+        prober = setInterval(() => void probeAll(), config.health.interval);
+        prober.unref();
+      }
+      if (tls) {
+        // Certificate rotation: reload the pair whenever either file changes.
+        const reload = async () => {
+          try {
+            const next = await readTls();
+            (edge.server as HttpsServer).setSecureContext(next!);
+            logger.info('TLS certificate reloaded');
+          } catch (err) {
+            logger.error({ err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous one');
+          }
+        };
+        let pending: NodeJS.Timeout | undefined;
+        for (const f of [tls.cert, tls.key]) {
+          const w = watch(resolve(baseDir, f), () => {
+            clearTimeout(pending);
+            pending = setTimeout(() => void reload(), 200);
+          });
+          w.unref();
+          watchers.push(w);
+        }
+      }
+      return address.replace('[::1]', 'localhost');
+    },
+    async stop() {
+      if (draining) return;
+      draining = true;
+      clearInterval(prober);
+      for (const w of watchers) w.close();
+      const deadline = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.shutdown_timeout).unref());
+      // Stop accepting; GET streams never end on their own, so end them; let in-flight requests finish.
+      const closing = edge.close();
+      sessions.endStreams();
+      const closed = await Promise.race([closing.then(() => 'closed' as const), deadline]);
+      if (closed === 'timeout') {
+        logger.warn({ timeoutMs: config.shutdown_timeout }, 'shutdown deadline reached; closing remaining connections');
+        edge.server.closeAllConnections();
+      }
+      // Only now end the sessions, which ends the upstream sessions too (DELETE).
+      await sessions.closeAll();
+      await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
+    },
+  };
+}
+
+async function buildUpstream(name: string, uc: UpstreamConfig, config: Config, baseDir: string, logger: Logger): Promise<Upstream> {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(uc.headers)) headers[k.toLowerCase()] = await resolveSecret(v, baseDir);
+  const file = (p: string | undefined) => (p ? readFile(resolve(baseDir, p), 'utf8') : Promise.resolve(undefined));
+  const tls = uc.tls
+    ? { ca: await file(uc.tls.ca), cert: await file(uc.tls.cert), key: await file(uc.tls.key), servername: uc.tls.server_name }
+    : undefined;
+  return new StreamableHttpUpstream({
+    name,
+    url: uc.url,
+    headers,
+    connectTimeoutMs: uc.connect_timeout,
+    requestTimeoutMs: uc.request_timeout,
+    maxConcurrency: uc.max_concurrency,
+    maxMessageBytes: config.limits.max_response_bytes,
+    ...(tls ? { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) } : {}),
+    logger: logger.child({ upstream: name }),
+    gatewayInfo: GATEWAY_INFO,
+  });
+}

@@ -1,0 +1,61 @@
+// The `gatehouse` command line.
+
+import { Command } from 'commander';
+import { ConfigError } from '../config/load.ts';
+import { GATEWAY_INFO } from '../version.ts';
+import { demo } from './demo.ts';
+import { schemaText } from './schema.ts';
+import { serve } from './serve.ts';
+import { validate } from './validate.ts';
+
+const program = new Command()
+  .name('gatehouse')
+  .description('An MCP gateway: one secure, observable entry point in front of many MCP servers.')
+  .version(GATEWAY_INFO.version);
+
+const configOption = ['-c, --config <file>', 'config file (env GATEHOUSE_CONFIG; default ./gatehouse.yaml)'] as const;
+
+program
+  .command('serve')
+  .description('run the gateway')
+  .option(...configOption)
+  .option('--host <host>', 'listen address (env GATEHOUSE_HOST; overrides listen.host)')
+  .option('--port <port>', 'listen port (env GATEHOUSE_PORT; overrides listen.port)')
+  .action(async (flags: { config?: string; host?: string; port?: string }) => {
+    await serve(flags);
+  });
+
+program
+  .command('validate')
+  .description('check a config file and exit non-zero with every problem found')
+  .option(...configOption)
+  .action(async (flags: { config?: string }) => {
+    process.exitCode = await validate(flags);
+  });
+
+program
+  .command('schema')
+  .description('print the JSON Schema of the config file (for editors)')
+  .action(() => {
+    process.stdout.write(schemaText());
+  });
+
+program
+  .command('demo')
+  .description('run a demo MCP server with the gateway in front of it (what npm start does)')
+  .option('--host <host>', 'listen address (env GATEHOUSE_HOST)')
+  .option('--port <port>', 'listen port (env GATEHOUSE_PORT)')
+  .action(async (flags: { host?: string; port?: string }) => {
+    await demo(flags);
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof ConfigError || err instanceof RangeError) {
+    process.stderr.write(`${err.message}\n`);
+  } else {
+    process.stderr.write(`gatehouse: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  }
+  process.exit(1);
+}

@@ -1,0 +1,141 @@
+// A downstream session: the client's negotiated version and capabilities, its principal, and the
+// upstream sessions opened for it lazily, plus where server→client messages go.
+
+import { Errors } from '../mcp/errors.ts';
+import { idKey, isRequest, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.ts';
+import { encodeServerRequestId } from '../mcp/server-request-id.ts';
+import type { ProtocolVersion } from '../mcp/versions.ts';
+import type { SessionRecord } from '../state/session-store.ts';
+import type { Upstream, UpstreamSession } from '../upstream/types.ts';
+import type { Principal } from './context.ts';
+
+/** A client-facing message stream (the GET stream, or one POST's SSE answer). */
+export interface MessageStream {
+  /** False when the stream is gone (the message was not delivered). */
+  send(m: JsonRpcMessage): boolean;
+  close(): void;
+}
+
+/** Messages kept for a client that has no GET stream open yet. */
+const MAX_PENDING = 100;
+
+export class GatewaySession {
+  readonly record: SessionRecord;
+  readonly principal: Principal | undefined;
+  readonly #upstreams: ReadonlyMap<string, Upstream>;
+  readonly #open = new Map<string, Promise<UpstreamSession>>();
+  /** Requests in flight by the client's id, for notifications/cancelled. */
+  readonly inflight = new Map<string, { upstream: string; id: JsonRpcId }>();
+  #stream: MessageStream | undefined;
+  #pending: JsonRpcMessage[] = [];
+  #closed = false;
+  onDrop: ((m: JsonRpcMessage) => void) | undefined;
+
+  constructor(record: SessionRecord, principal: Principal | undefined, upstreams: ReadonlyMap<string, Upstream>) {
+    this.record = record;
+    this.principal = principal;
+    this.#upstreams = upstreams;
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get protocolVersion(): ProtocolVersion {
+    return this.record.protocolVersion as ProtocolVersion;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get hasStream(): boolean {
+    return this.#stream !== undefined;
+  }
+
+  /** The upstream session for `name`, opened on first use and re-opened if the upstream forgot it. */
+  async upstream(name: string): Promise<UpstreamSession> {
+    if (this.#closed) throw Errors.sessionNotFound('Session not found: it was closed');
+    const existing = this.#open.get(name);
+    if (existing) {
+      const s = await existing.catch(() => undefined);
+      if (s && !s.closed) return s;
+      if (this.#open.get(name) !== existing) return this.upstream(name);
+    }
+    const up = this.#upstreams.get(name);
+    if (!up) throw Errors.internal(`route has no upstream "${name}"`);
+    const opening = up
+      .connect({
+        protocolVersion: this.record.protocolVersion,
+        capabilities: this.record.clientCapabilities,
+        clientInfo: this.record.clientInfo,
+      })
+      .then((s) => {
+        s.onServerMessage((m) => this.deliver(name, m));
+        if (this.#closed) void s.close();
+        return s;
+      });
+    this.#open.set(name, opening);
+    opening.catch(() => {
+      if (this.#open.get(name) === opening) this.#open.delete(name);
+    });
+    return opening;
+  }
+
+  /** Upstream sessions already open (for fan-out of notifications). */
+  async openUpstreams(): Promise<UpstreamSession[]> {
+    const settled = await Promise.allSettled(this.#open.values());
+    return settled.flatMap((r) => (r.status === 'fulfilled' && !r.value.closed ? [r.value] : []));
+  }
+
+  /** Rewrites a server→client request's id so the answer finds its way back to `upstream`. */
+  static rewriteForClient(upstream: string, m: JsonRpcMessage): JsonRpcMessage {
+    if (isRequest(m)) return { ...m, id: encodeServerRequestId(upstream, m.id) };
+    return m;
+  }
+
+  /** A message from an upstream outside any request: to the GET stream, or kept until one opens. */
+  deliver(upstream: string, m: JsonRpcMessage): void {
+    const out = GatewaySession.rewriteForClient(upstream, m);
+    if (this.#stream?.send(out)) return;
+    if (this.#pending.length >= MAX_PENDING) {
+      const dropped = this.#pending.shift();
+      if (dropped) this.onDrop?.(dropped);
+    }
+    this.#pending.push(out);
+  }
+
+  /** Attaches the client's GET stream; refuses a second one (409) and flushes what was kept. */
+  attachStream(stream: MessageStream): void {
+    if (this.#stream) throw Errors.conflict('Conflict: this session already has an open GET stream; only one is allowed');
+    this.#stream = stream;
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const m of pending) stream.send(m);
+  }
+
+  detachStream(stream: MessageStream): void {
+    if (this.#stream === stream) this.#stream = undefined;
+  }
+
+  endStream(): void {
+    this.#stream?.close();
+    this.#stream = undefined;
+  }
+
+  trackRequest(clientId: JsonRpcId, upstream: string): string {
+    const key = idKey(clientId);
+    this.inflight.set(key, { upstream, id: clientId });
+    return key;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stream?.close();
+    this.#stream = undefined;
+    const sessions = await this.openUpstreams();
+    this.#open.clear();
+    await Promise.allSettled(sessions.map((s) => s.close()));
+  }
+}

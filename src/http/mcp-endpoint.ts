@@ -1,0 +1,185 @@
+// The Streamable HTTP endpoint of one route: POST (JSON or SSE answers, following the upstream's
+// choice), GET (the server→client stream) and DELETE (end the session), with every transport rule of
+// 2025-03-26..2025-11-25 enforced before a message reaches the router.
+
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RequestMeta, ReplyChannel, Router } from '../gateway/router.ts';
+import type { GatewaySession } from '../gateway/session.ts';
+import type { SessionRegistry } from '../gateway/sessions.ts';
+import { Errors, GatehouseError } from '../mcp/errors.ts';
+import { isNotification, isRequest, type JsonRpcResponse, parseBody } from '../mcp/jsonrpc.ts';
+import { allowsBatches, isSupportedVersion } from '../mcp/versions.ts';
+import type { ExchangeSink } from '../telemetry/events.ts';
+import { accepts } from './guards.ts';
+import { SseWriter } from './sse-writer.ts';
+
+export interface EndpointDeps {
+  router: Router;
+  sessions: SessionRegistry;
+  sink: ExchangeSink;
+  /** Extra headers on every MCP answer (CORS), computed per request. */
+  corsHeaders(req: FastifyRequest): Record<string, string>;
+  keepaliveMs: number;
+}
+
+const JSON_TYPE = 'application/json';
+
+function meta(req: FastifyRequest): RequestMeta {
+  return { requestId: String(req.id), principal: undefined, startedAt: Date.now(), t0: performance.now() };
+}
+
+function header(req: FastifyRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): void {
+  const { router, sessions } = deps;
+  const path = router.path;
+
+  /** A session for this request: the header is required (400), the session must exist (404). */
+  async function sessionFor(req: FastifyRequest, m: RequestMeta): Promise<GatewaySession> {
+    const sid = header(req, 'mcp-session-id');
+    if (!sid) throw Errors.sessionRequired('Bad Request: Mcp-Session-Id header is required (send initialize first to get one)');
+    const session = await sessions.get(sid, path, m.principal, m.startedAt);
+    const version = header(req, 'mcp-protocol-version');
+    if (version !== undefined && version !== session.protocolVersion) {
+      throw Errors.badHeader(
+        isSupportedVersion(version)
+          ? `Bad Request: MCP-Protocol-Version ${version} does not match the version negotiated for this session (${session.protocolVersion})`
+          : `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(version)}; this session uses ${session.protocolVersion}`,
+      );
+    }
+    return session;
+  }
+
+  function rejectEdge(m: RequestMeta, method: string, err: GatehouseError): never {
+    deps.sink.emit({
+      startedAt: m.startedAt,
+      route: path,
+      sessionId: undefined,
+      subject: m.principal?.subject,
+      mcpMethod: method,
+      upstream: undefined,
+      target: undefined,
+      outcome: 'error',
+      httpStatus: err.httpStatus,
+      rpcCode: err.rpcCode,
+      durationMs: performance.now() - m.t0,
+      upstreamMs: undefined,
+      requestId: m.requestId,
+    });
+    throw err;
+  }
+
+  app.post(path, async (req, reply) => {
+    const m = meta(req);
+    const accept = header(req, 'accept');
+    if (!accepts(accept, JSON_TYPE) || !accepts(accept, 'text/event-stream')) {
+      rejectEdge(m, '', Errors.notAcceptable('Not Acceptable: the Accept header must list both application/json and text/event-stream'));
+    }
+    const type = header(req, 'content-type');
+    if (!type || type.split(';')[0]!.trim().toLowerCase() !== JSON_TYPE) {
+      rejectEdge(m, '', Errors.unsupportedMediaType('Unsupported Media Type: Content-Type must be application/json'));
+    }
+    const parsed = parseBody(typeof req.body === 'string' ? req.body : '');
+    if (!parsed.ok) {
+      rejectEdge(m, '', parsed.code === -32700 ? Errors.parse(parsed.message) : Errors.invalidRequest(parsed.message));
+    }
+    const messages = parsed.messages;
+    const first = messages[0];
+    if (!parsed.batch && isRequest(first) && first.method === 'initialize') {
+      if (header(req, 'mcp-session-id')) {
+        rejectEdge(m, 'initialize', Errors.invalidRequest('Invalid Request: initialize opens a new session and must not carry Mcp-Session-Id'));
+      }
+      const { response, session } = await router.initialize(first, m);
+      if (session) reply.header('mcp-session-id', session.id);
+      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(response));
+    }
+    if (parsed.batch && messages.some((x) => isRequest(x) && x.method === 'initialize')) {
+      rejectEdge(m, 'initialize', Errors.invalidRequest('Invalid Request: initialize must not be part of a JSON-RPC batch'));
+    }
+    const method = isRequest(first) || isNotification(first) ? first.method : '';
+    const session = await sessionFor(req, m).catch((err: GatehouseError) => rejectEdge(m, method, err));
+    if (parsed.batch && !allowsBatches(session.protocolVersion)) {
+      rejectEdge(
+        m,
+        method,
+        Errors.invalidRequest(`Invalid Request: JSON-RPC batches are not allowed in protocol version ${session.protocolVersion} (only 2025-03-26)`),
+      );
+    }
+
+    // Notifications and responses first, in order; then the requests.
+    for (const msg of messages) {
+      if (isNotification(msg)) await router.notification(session, msg).catch((err) => req.log.warn({ err }, 'notification not delivered'));
+      else if (!isRequest(msg)) await router.response(session, msg).catch((err) => req.log.warn({ err }, 'response not delivered'));
+    }
+    const requests = messages.filter(isRequest);
+    if (requests.length === 0) return reply.code(202).headers(deps.corsHeaders(req)).send();
+
+    if (!parsed.batch) {
+      let sse: SseWriter | undefined;
+      const channel: ReplyChannel = {
+        stream() {
+          if (sse) return;
+          reply.hijack();
+          sse = new SseWriter(reply.raw, deps.corsHeaders(req));
+        },
+        send(msg) {
+          channel.stream();
+          sse!.send(msg);
+        },
+      };
+      const response = await router.request(session, requests[0]!, channel, m);
+      if (sse) {
+        sse.send(response);
+        sse.close();
+        return reply;
+      }
+      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(response));
+    }
+
+    // A 2025-03-26 batch: answered as one JSON array; interim messages go to the session's GET stream.
+    const batchChannel: ReplyChannel = {
+      stream() {},
+      send(msg) {
+        session.deliver('', msg);
+      },
+    };
+    const responses: JsonRpcResponse[] = await Promise.all(requests.map((r) => router.request(session, r, batchChannel, m)));
+    return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(responses));
+  });
+
+  app.get(path, async (req, reply) => {
+    const m = meta(req);
+    if (!accepts(header(req, 'accept'), 'text/event-stream')) {
+      rejectEdge(m, '', Errors.notAcceptable('Not Acceptable: a GET stream needs Accept: text/event-stream'));
+    }
+    const session = await sessionFor(req, m).catch((err: GatehouseError) => rejectEdge(m, '', err));
+    if (session.hasStream) throw Errors.conflict('Conflict: this session already has an open GET stream; only one is allowed');
+    reply.hijack();
+    const writer = new SseWriter(reply.raw, deps.corsHeaders(req), deps.keepaliveMs);
+    session.attachStream(writer);
+    writer.onClose(() => session.detachStream(writer));
+    return reply;
+  });
+
+  app.delete(path, async (req, reply) => {
+    const m = meta(req);
+    const session = await sessionFor(req, m).catch((err: GatehouseError) => rejectEdge(m, '', err));
+    await sessions.delete(session.id, 'client ended it');
+    return reply.code(200).headers(deps.corsHeaders(req)).send();
+  });
+
+  app.route({
+    method: ['PUT', 'PATCH', 'HEAD'],
+    url: path,
+    handler: async (_req, reply) => {
+      reply.header('allow', 'GET, POST, DELETE, OPTIONS');
+      throw Errors.methodNotAllowed('Method Not Allowed: an MCP endpoint accepts POST, GET and DELETE');
+    },
+  });
+}
+
+export const newRequestId = (): string => randomUUID();

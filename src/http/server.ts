@@ -1,0 +1,132 @@
+// The HTTP edge: one fastify instance with the MCP endpoints of every route, health, and the error
+// mapping that turns every failure into a precise status and JSON-RPC error body.
+
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Router } from '../gateway/router.ts';
+import type { SessionRegistry } from '../gateway/sessions.ts';
+import { Errors, GatehouseError } from '../mcp/errors.ts';
+import { errorResponse } from '../mcp/jsonrpc.ts';
+import type { ExchangeSink } from '../telemetry/events.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { UpstreamHealth } from '../upstream/types.ts';
+import { buildOriginPolicy } from './guards.ts';
+import { registerMcpEndpoint } from './mcp-endpoint.ts';
+
+export interface EdgeOptions {
+  logger: Logger;
+  listenHost: string;
+  port: number;
+  https?: { cert: string | Buffer; key: string | Buffer };
+  publicUrl: string | undefined;
+  allowedOrigins: string[] | undefined;
+  allowedHosts: string[] | undefined;
+  maxBodyBytes: number;
+  routers: readonly Router[];
+  sessions: SessionRegistry;
+  sink: ExchangeSink;
+  /** Health of every upstream, for /readyz. */
+  upstreamHealth(): Record<string, UpstreamHealth>;
+  isDraining(): boolean;
+}
+
+const CORS_ALLOW_HEADERS = 'content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id';
+const CORS_EXPOSE_HEADERS = 'mcp-session-id, www-authenticate';
+
+export function buildEdge(opts: EdgeOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    disableRequestLogging: true,
+    bodyLimit: opts.maxBodyBytes,
+    exposeHeadRoutes: false,
+    genReqId: () => randomUUID(),
+    requestIdLogLabel: 'requestId',
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
+  }) as unknown as FastifyInstance;
+
+  // Bodies arrive as text: the MCP endpoint parses them itself to answer with precise JSON-RPC errors.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: opts.maxBodyBytes }, (_req, body, done) => done(null, body));
+
+  const policy = buildOriginPolicy({
+    listenHost: opts.listenHost,
+    port: opts.port,
+    tls: Boolean(opts.https),
+    publicUrl: opts.publicUrl,
+    allowedOrigins: opts.allowedOrigins,
+    allowedHosts: opts.allowedHosts,
+  });
+  const mcpPaths = new Set(opts.routers.map((r) => r.path));
+
+  const corsHeaders = (req: FastifyRequest): Record<string, string> => {
+    const origin = req.headers.origin;
+    if (!origin) return {};
+    return { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSE_HEADERS, vary: 'Origin' };
+  };
+
+  // DNS-rebinding defence on every MCP endpoint, before anything else is looked at.
+  app.addHook('onRequest', async (req) => {
+    if (!mcpPaths.has(req.routeOptions.url ?? '')) return;
+    if (!policy.hostAllowed(req.headers.host)) {
+      throw Errors.forbiddenHost(`Forbidden: Host ${JSON.stringify(req.headers.host ?? '')} is not allowed (configure allowed_hosts)`);
+    }
+    if (!policy.originAllowed(req.headers.origin)) {
+      throw Errors.forbiddenOrigin(`Forbidden: Origin ${JSON.stringify(req.headers.origin)} is not allowed (configure allowed_origins)`);
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError | GatehouseError, req, reply) => {
+    let e: GatehouseError;
+    if (err instanceof GatehouseError) e = err;
+    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      e = Errors.payloadTooLarge(`Payload Too Large: the body exceeds ${opts.maxBodyBytes} bytes (limits.max_body_bytes)`);
+    } else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.code === 'FST_ERR_CTP_EMPTY_TYPE') {
+      e = Errors.unsupportedMediaType('Unsupported Media Type: Content-Type must be application/json');
+    } else if (typeof err.statusCode === 'number' && err.statusCode < 500) {
+      e = Errors.invalidRequest(`Bad Request: ${err.message}`);
+      (e as { httpStatus: number }).httpStatus = err.statusCode;
+    } else {
+      req.log.error({ err }, 'unhandled error');
+      e = Errors.internal('Internal error: the gateway failed to handle this request; see its log for the request id');
+    }
+    if (e.httpStatus >= 500) req.log.warn({ code: e.code, msg: e.message }, 'request failed');
+    void reply
+      .code(e.httpStatus === 200 ? 400 : e.httpStatus)
+      .headers(corsHeaders(req))
+      .type('application/json')
+      .send(JSON.stringify(errorResponse(null, e.rpcCode, e.message)));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    void reply
+      .code(404)
+      .type('application/json')
+      .send(JSON.stringify({ error: 'not_found', message: `No route for ${req.method} ${req.url.split('?')[0]}` }));
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const draining = opts.isDraining();
+    return reply.code(draining ? 503 : 200).send({ status: draining ? 'draining' : 'ready', upstreams: opts.upstreamHealth() });
+  });
+
+  for (const router of opts.routers) {
+    // CORS preflight for browser-based clients; the actual request is still checked by Origin.
+    app.options(router.path, async (req, reply) => {
+      if (!req.headers.origin || !policy.originAllowed(req.headers.origin)) return reply.code(403).send();
+      return reply
+        .code(204)
+        .headers({
+          ...corsHeaders(req),
+          'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+          'access-control-allow-headers': CORS_ALLOW_HEADERS,
+          'access-control-max-age': '600',
+        })
+        .send();
+    });
+    registerMcpEndpoint(app, { router, sessions: opts.sessions, sink: opts.sink, corsHeaders, keepaliveMs: 25_000 });
+  }
+  return app;
+}

@@ -1,0 +1,55 @@
+// Writes Server-Sent Events to a client over a raw Node response (after fastify hands it over).
+
+import type { ServerResponse } from 'node:http';
+import type { MessageStream } from '../gateway/session.ts';
+import type { JsonRpcMessage } from '../mcp/jsonrpc.ts';
+import { encodeSseEvent } from '../mcp/sse.ts';
+
+export class SseWriter implements MessageStream {
+  readonly #raw: ServerResponse;
+  #open = true;
+  #keepalive: NodeJS.Timeout | undefined;
+
+  constructor(raw: ServerResponse, headers: Record<string, string>, keepaliveMs = 0) {
+    this.#raw = raw;
+    raw.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    raw.flushHeaders();
+    raw.on('close', () => this.#ended());
+    if (keepaliveMs > 0) {
+      // Comments keep idle connections alive through proxies; clients ignore them.
+      this.#keepalive = setInterval(() => this.#open && this.#raw.write(': keepalive\n\n'), keepaliveMs);
+      this.#keepalive.unref();
+    }
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  onClose(fn: () => void): void {
+    this.#raw.on('close', fn);
+  }
+
+  send(m: JsonRpcMessage): boolean {
+    if (!this.#open) return false;
+    this.#raw.write(encodeSseEvent(JSON.stringify(m)));
+    return true;
+  }
+
+  close(): void {
+    if (!this.#open) return;
+    this.#ended();
+    this.#raw.end();
+  }
+
+  #ended(): void {
+    this.#open = false;
+    if (this.#keepalive) clearInterval(this.#keepalive);
+  }
+}

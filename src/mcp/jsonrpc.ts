@@ -1,0 +1,132 @@
+// JSON-RPC 2.0 message model and strict parsing for the hot path. Messages are kept as the plain
+// objects JSON.parse produced: the gateway rewrites ids and routes without rebuilding them.
+
+export type JsonRpcId = string | number;
+
+export interface JsonRpcRequest {
+  jsonrpc: '2.0';
+  id: JsonRpcId;
+  method: string;
+  params?: Record<string, unknown>;
+}
+
+export interface JsonRpcNotification {
+  jsonrpc: '2.0';
+  method: string;
+  params?: Record<string, unknown>;
+}
+
+export interface JsonRpcErrorObject {
+  code: number;
+  message: string;
+  data?: unknown;
+}
+
+export interface JsonRpcSuccess {
+  jsonrpc: '2.0';
+  id: JsonRpcId;
+  result: Record<string, unknown>;
+}
+
+export interface JsonRpcFailure {
+  jsonrpc: '2.0';
+  id: JsonRpcId | null;
+  error: JsonRpcErrorObject;
+}
+
+export type JsonRpcResponse = JsonRpcSuccess | JsonRpcFailure;
+export type JsonRpcMessage = JsonRpcRequest | JsonRpcNotification | JsonRpcResponse;
+
+/** Standard JSON-RPC codes, and MCP's, that the gateway produces itself. */
+export const ErrorCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+} as const;
+
+export function isRequest(m: JsonRpcMessage): m is JsonRpcRequest {
+  return 'method' in m && 'id' in m;
+}
+
+export function isNotification(m: JsonRpcMessage): m is JsonRpcNotification {
+  return 'method' in m && !('id' in m);
+}
+
+export function isResponse(m: JsonRpcMessage): m is JsonRpcResponse {
+  return !('method' in m);
+}
+
+export function errorResponse(id: JsonRpcId | null, code: number, message: string, data?: unknown): JsonRpcFailure {
+  const error: JsonRpcErrorObject = data === undefined ? { code, message } : { code, message, data };
+  return { jsonrpc: '2.0', id, error };
+}
+
+/** Why a value is not a valid JSON-RPC message, or undefined when it is one. */
+export function invalidMessageReason(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'a JSON-RPC message must be a JSON object';
+  const m = v as Record<string, unknown>;
+  if (m.jsonrpc !== '2.0') return '"jsonrpc" must be exactly "2.0"';
+  const hasId = 'id' in m;
+  if (hasId && !isValidId(m.id)) {
+    return '"id" must be a string or an integer (MCP does not allow null ids)';
+  }
+  if ('method' in m) {
+    if (typeof m.method !== 'string' || m.method.length === 0) return '"method" must be a non-empty string';
+    if ('params' in m && (typeof m.params !== 'object' || m.params === null || Array.isArray(m.params))) {
+      return '"params" must be an object';
+    }
+    if ('result' in m || 'error' in m) return 'a message cannot have both "method" and "result"/"error"';
+    return undefined;
+  }
+  if (!hasId) return 'a message needs "method" (request or notification) or "id" with "result"/"error" (response)';
+  const hasResult = 'result' in m;
+  const hasError = 'error' in m;
+  if (hasResult === hasError) return 'a response must have exactly one of "result" and "error"';
+  if (hasResult && (typeof m.result !== 'object' || m.result === null || Array.isArray(m.result))) {
+    return '"result" must be an object';
+  }
+  if (hasError) {
+    const e = m.error as Record<string, unknown> | null;
+    if (typeof e !== 'object' || e === null || !Number.isInteger(e.code) || typeof e.message !== 'string') {
+      return '"error" must be an object with an integer "code" and a string "message"';
+    }
+  }
+  return undefined;
+}
+
+function isValidId(id: unknown): id is JsonRpcId {
+  return typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id));
+}
+
+/** A key usable in a Map for ids of either type (1 and "1" are different ids). */
+export function idKey(id: JsonRpcId): string {
+  return typeof id === 'number' ? `n${id}` : `s${id}`;
+}
+
+export type ParsedBody =
+  | { ok: true; batch: false; messages: [JsonRpcMessage] }
+  | { ok: true; batch: true; messages: JsonRpcMessage[] }
+  | { ok: false; code: number; message: string };
+
+/** Parses an HTTP body into one message or a batch, with a precise reason on failure. */
+export function parseBody(text: string): ParsedBody {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, code: ErrorCode.ParseError, message: `Parse error: ${(err as Error).message}` };
+  }
+  if (Array.isArray(v)) {
+    if (v.length === 0) return { ok: false, code: ErrorCode.InvalidRequest, message: 'Invalid Request: empty batch' };
+    for (let i = 0; i < v.length; i++) {
+      const reason = invalidMessageReason(v[i]);
+      if (reason) return { ok: false, code: ErrorCode.InvalidRequest, message: `Invalid Request: batch item ${i}: ${reason}` };
+    }
+    return { ok: true, batch: true, messages: v as JsonRpcMessage[] };
+  }
+  const reason = invalidMessageReason(v);
+  if (reason) return { ok: false, code: ErrorCode.InvalidRequest, message: `Invalid Request: ${reason}` };
+  return { ok: true, batch: false, messages: [v as JsonRpcMessage] };
+}

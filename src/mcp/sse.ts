@@ -1,0 +1,117 @@
+// Server-Sent Events: an incremental decoder for upstream streams and an encoder for client streams.
+
+export interface SseEvent {
+  event: string;
+  data: string;
+  id?: string;
+  retry?: number;
+}
+
+/** Encodes one event. Data lines are split so that a newline in data can never forge a field. */
+export function encodeSseEvent(data: string, id?: string, event?: string): string {
+  let out = '';
+  if (event) out += `event: ${event}\n`;
+  if (id !== undefined) out += `id: ${id}\n`;
+  if (data.includes('\n') || data.includes('\r')) {
+    for (const line of data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
+  } else {
+    out += `data: ${data}\n`;
+  }
+  return `${out}\n`;
+}
+
+/**
+ * Incremental SSE parser (WHATWG rules): feed it text chunks, it calls onEvent per dispatched event.
+ * `maxEventBytes` bounds the buffered size of one event so a hostile stream cannot grow memory.
+ */
+export class SseDecoder {
+  #buf = '';
+  #data: string[] = [];
+  #dataBytes = 0;
+  #event = '';
+  #id: string | undefined;
+  #retry: number | undefined;
+  #lastEventId: string | undefined;
+  readonly #maxEventBytes: number;
+  readonly #onEvent: (e: SseEvent) => void;
+
+  constructor(onEvent: (e: SseEvent) => void, maxEventBytes: number) {
+    this.#onEvent = onEvent;
+    this.#maxEventBytes = maxEventBytes;
+  }
+
+  get lastEventId(): string | undefined {
+    return this.#lastEventId;
+  }
+
+  /** Throws RangeError when an event exceeds the size bound. */
+  push(chunk: string): void {
+    this.#buf += chunk;
+    let start = 0;
+    for (;;) {
+      let nl = -1;
+      let skip = 1;
+      for (let i = start; i < this.#buf.length; i++) {
+        const c = this.#buf.charCodeAt(i);
+        if (c === 10) {
+          nl = i;
+          break;
+        }
+        if (c === 13) {
+          if (i + 1 >= this.#buf.length) break; // wait: could be \r\n split across chunks
+          nl = i;
+          skip = this.#buf.charCodeAt(i + 1) === 10 ? 2 : 1;
+          break;
+        }
+      }
+      if (nl < 0) break;
+      this.#line(this.#buf.slice(start, nl));
+      start = nl + skip;
+    }
+    this.#buf = this.#buf.slice(start);
+    if (this.#buf.length + this.#dataBytes > this.#maxEventBytes) {
+      throw new RangeError(`SSE event larger than ${this.#maxEventBytes} bytes`);
+    }
+  }
+
+  #line(line: string): void {
+    if (line === '') {
+      if (this.#data.length > 0 || this.#id !== undefined) {
+        const e: SseEvent = { event: this.#event || 'message', data: this.#data.join('\n') };
+        if (this.#id !== undefined) e.id = this.#id;
+        if (this.#retry !== undefined) e.retry = this.#retry;
+        this.#onEvent(e);
+      }
+      this.#data = [];
+      this.#dataBytes = 0;
+      this.#event = '';
+      this.#id = undefined;
+      this.#retry = undefined;
+      return;
+    }
+    if (line.charCodeAt(0) === 58) return; // comment
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? '' : line.slice(colon + 1);
+    if (value.charCodeAt(0) === 32) value = value.slice(1);
+    switch (field) {
+      case 'data':
+        this.#data.push(value);
+        this.#dataBytes += value.length;
+        if (this.#dataBytes > this.#maxEventBytes) throw new RangeError(`SSE event larger than ${this.#maxEventBytes} bytes`);
+        break;
+      case 'event':
+        this.#event = value;
+        break;
+      case 'id':
+        if (!value.includes('\0')) {
+          this.#id = value;
+          this.#lastEventId = value;
+        }
+        break;
+      case 'retry':
+        if (/^\d+$/.test(value)) this.#retry = Number(value);
+        break;
+    }
+  }
+}

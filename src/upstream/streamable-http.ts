@@ -1,0 +1,548 @@
+// Upstream over MCP Streamable HTTP (2025-03-26 and later): one undici Pool per upstream, one MCP
+// session per downstream session, ids rewritten per session, SSE answers streamed and resumed.
+
+import { Pool } from 'undici';
+import { Errors, GatehouseError } from '../mcp/errors.ts';
+import {
+  idKey,
+  invalidMessageReason,
+  isResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../mcp/jsonrpc.ts';
+import { SseDecoder } from '../mcp/sse.ts';
+import { isSupportedVersion } from '../mcp/versions.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { ClientInfo, RequestOptions, Upstream, UpstreamHealth, UpstreamSession, UpstreamStatus } from './types.ts';
+
+export interface StreamableHttpOptions {
+  name: string;
+  url: string;
+  /** Static headers, secrets already resolved. Never logged. */
+  headers: Record<string, string>;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxConcurrency: number;
+  /** Largest single message (JSON body or SSE event) accepted from the upstream. */
+  maxMessageBytes: number;
+  tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+  logger: Logger;
+  /** Identity the gateway presents on its own sessions (health probes). */
+  gatewayInfo: { name: string; version: string };
+}
+
+type Body = AsyncIterable<Buffer | string> & {
+  setEncoding(enc: 'utf8'): unknown;
+  destroy(err?: Error): unknown;
+  dump?(opts?: { limit: number }): Promise<void>;
+};
+
+interface HttpAnswer {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Body;
+}
+
+const HOP_HEADERS_OUT = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+
+export class StreamableHttpUpstream implements Upstream {
+  readonly name: string;
+  readonly options: StreamableHttpOptions;
+  readonly #pool: Pool;
+  readonly #path: string;
+  #inFlight = 0;
+  #status: UpstreamStatus = 'unknown';
+  #since = Date.now();
+  #lastError: string | undefined;
+  readonly #sessions = new Set<HttpUpstreamSession>();
+
+  constructor(options: StreamableHttpOptions) {
+    this.name = options.name;
+    this.options = options;
+    const url = new URL(options.url);
+    this.#path = url.pathname + url.search;
+    this.#pool = new Pool(url.origin, {
+      connect: {
+        timeout: options.connectTimeoutMs,
+        ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
+        ...(options.tls?.cert ? { cert: options.tls.cert, key: options.tls.key } : {}),
+        ...(options.tls?.servername ? { servername: options.tls.servername } : {}),
+      },
+      headersTimeout: options.requestTimeoutMs,
+      bodyTimeout: 0, // SSE streams may idle for long; request deadlines are enforced per request
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  async connect(client: ClientInfo): Promise<UpstreamSession> {
+    const session = new HttpUpstreamSession(this);
+    await session.initialize(client);
+    this.#sessions.add(session);
+    return session;
+  }
+
+  forget(session: HttpUpstreamSession): void {
+    this.#sessions.delete(session);
+  }
+
+  health(): UpstreamHealth {
+    const h: UpstreamHealth = { status: this.#status, since: this.#since, inFlight: this.#inFlight };
+    if (this.#lastError !== undefined) h.lastError = this.#lastError;
+    return h;
+  }
+
+  async probe(): Promise<void> {
+    let session: UpstreamSession | undefined;
+    try {
+      session = await this.connect({
+        protocolVersion: '2025-11-25',
+        capabilities: {},
+        clientInfo: { name: `${this.options.gatewayInfo.name}-health`, version: this.options.gatewayInfo.version },
+      });
+      const res = await session.request({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+      if ('error' in res && res.error.code !== -32601) throw Errors.upstreamProtocol(`tools/list failed: ${res.error.message}`);
+      this.markUp();
+    } catch (err) {
+      this.markDown(err);
+    } finally {
+      await session?.close();
+    }
+  }
+
+  markUp(): void {
+    if (this.#status !== 'up') {
+      this.#status = 'up';
+      this.#since = Date.now();
+      this.#lastError = undefined;
+      this.options.logger.info({ upstream: this.name }, 'upstream is up');
+    }
+  }
+
+  markDown(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.#lastError = message;
+    if (this.#status !== 'down') {
+      this.#status = 'down';
+      this.#since = Date.now();
+      this.options.logger.warn({ upstream: this.name, err: message }, 'upstream is down');
+    }
+  }
+
+  /** Reserves one slot of max_concurrency, or fails fast. */
+  acquire(): void {
+    if (this.#inFlight >= this.options.maxConcurrency) {
+      throw Errors.overloaded(
+        `upstream "${this.name}" already has ${this.options.maxConcurrency} requests in flight (its max_concurrency); retry later`,
+      );
+    }
+    this.#inFlight++;
+  }
+
+  release(): void {
+    this.#inFlight--;
+  }
+
+  async send(
+    method: 'POST' | 'GET' | 'DELETE',
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<HttpAnswer> {
+    try {
+      const res = await this.#pool.request({
+        path: this.#path,
+        method,
+        headers: { ...this.options.headers, ...headers },
+        body,
+        signal,
+      });
+      return res as unknown as HttpAnswer;
+    } catch (err) {
+      throw this.translate(err, signal);
+    }
+  }
+
+  /** Maps transport failures to the gateway's errors, naming this upstream. */
+  translate(err: unknown, signal?: AbortSignal): GatehouseError {
+    if (err instanceof GatehouseError) return err;
+    if (signal?.aborted && signal.reason instanceof GatehouseError) return signal.reason;
+    const e = err as { code?: string; message?: string };
+    const why = e.code ?? e.message ?? String(err);
+    if (e.code === 'UND_ERR_HEADERS_TIMEOUT') {
+      return Errors.upstreamTimeout(`upstream "${this.name}" did not answer within ${this.options.requestTimeoutMs} ms`);
+    }
+    if (e.code === 'UND_ERR_CONNECT_TIMEOUT') {
+      return Errors.upstreamUnavailable(`upstream "${this.name}" is unreachable: connect timed out after ${this.options.connectTimeoutMs} ms`);
+    }
+    return Errors.upstreamUnavailable(`upstream "${this.name}" is unreachable or broke the connection (${why})`);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#sessions].map((s) => s.close()));
+    await this.#pool.close().catch(() => this.#pool.destroy());
+  }
+}
+
+interface Pending {
+  upstreamId: number;
+  controller: AbortController;
+}
+
+class CancelledError extends GatehouseError {
+  constructor(upstream: string) {
+    super('ERR_CANCELLED', -32800, 200, `request cancelled (upstream "${upstream}")`);
+  }
+}
+
+class HttpUpstreamSession implements UpstreamSession {
+  readonly upstream: string;
+  protocolVersion = '';
+  initializeResult: Record<string, unknown> = {};
+  readonly #up: StreamableHttpUpstream;
+  #sessionId: string | undefined;
+  #nextId = 1;
+  #closed = false;
+  readonly #pending = new Map<string, Pending>();
+  #serverHandler: ((m: JsonRpcMessage) => void) | undefined;
+  readonly #listenAbort = new AbortController();
+
+  constructor(up: StreamableHttpUpstream) {
+    this.#up = up;
+    this.upstream = up.name;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #headers(): Record<string, string> {
+    const h: Record<string, string> = { ...HOP_HEADERS_OUT };
+    if (this.#sessionId !== undefined) h['mcp-session-id'] = this.#sessionId;
+    if (this.protocolVersion) h['mcp-protocol-version'] = this.protocolVersion;
+    return h;
+  }
+
+  async initialize(client: ClientInfo): Promise<void> {
+    const res = await this.request({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: client.protocolVersion, capabilities: client.capabilities, clientInfo: client.clientInfo },
+    });
+    if ('error' in res) {
+      throw Errors.upstreamProtocol(`upstream "${this.upstream}" refused initialize: ${res.error.message} (${res.error.code})`);
+    }
+    const version = res.result.protocolVersion;
+    if (typeof version !== 'string' || !isSupportedVersion(version)) {
+      await this.close();
+      throw Errors.upstreamProtocol(
+        `upstream "${this.upstream}" answered initialize with protocol version ${JSON.stringify(version)}, which the gateway does not speak`,
+      );
+    }
+    this.protocolVersion = version;
+    this.initializeResult = res.result;
+    await this.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    void this.#listen();
+  }
+
+  async request(req: JsonRpcRequest, opts: RequestOptions = {}): Promise<JsonRpcResponse> {
+    if (this.#closed) throw Errors.upstreamUnavailable(`upstream "${this.upstream}" session is closed`);
+    const up = this.#up;
+    up.acquire();
+    const upstreamId = this.#nextId++;
+    const key = idKey(req.id);
+    const controller = new AbortController();
+    const timeoutMs = opts.timeoutMs ?? up.options.requestTimeoutMs;
+    const timer = setTimeout(
+      () => controller.abort(Errors.upstreamTimeout(`upstream "${this.upstream}" did not answer ${req.method} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const onAbort = () => controller.abort(opts.signal?.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#pending.set(key, { upstreamId, controller });
+    try {
+      const body = JSON.stringify({ jsonrpc: '2.0', id: upstreamId, method: req.method, params: req.params });
+      const res = await up.send('POST', this.#headers(), body, controller.signal);
+      if (req.method === 'initialize') {
+        const sid = res.headers['mcp-session-id'];
+        if (typeof sid === 'string') this.#sessionId = sid;
+      }
+      const answer = await this.#answer(res, upstreamId, req, opts, controller.signal);
+      if (!('error' in answer && answer.error.code === -32800)) up.markUp();
+      answer.id = req.id;
+      return answer;
+    } catch (err) {
+      const e = up.translate(err, controller.signal);
+      if (e.rpcCode === -32001 || e.rpcCode === -32003) up.markDown(e);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      this.#pending.delete(key);
+      up.release();
+    }
+  }
+
+  async #answer(
+    res: HttpAnswer,
+    upstreamId: number,
+    req: JsonRpcRequest,
+    opts: RequestOptions,
+    signal: AbortSignal,
+  ): Promise<JsonRpcResponse> {
+    const type = String(res.headers['content-type'] ?? '');
+    if (res.statusCode === 200 && type.startsWith('text/event-stream')) {
+      opts.onStream?.();
+      return this.#readStream(res.body, upstreamId, req, opts, signal);
+    }
+    if (res.statusCode === 200 && type.startsWith('application/json')) {
+      const msg = await this.#readJson(res.body, res.headers['content-length']);
+      if (Array.isArray(msg) || !isResponse(msg) || msg.id !== upstreamId) {
+        throw Errors.upstreamProtocol(`upstream "${this.upstream}" answered ${req.method} with a message that is not its response`);
+      }
+      return msg;
+    }
+    if (res.statusCode === 404 && this.#sessionId !== undefined) {
+      await res.body.dump?.();
+      this.#markClosed();
+      throw Errors.upstreamUnavailable(
+        `upstream "${this.upstream}" no longer knows this session (it restarted or expired it); the next request opens a new one`,
+      );
+    }
+    // Any other answer: a JSON-RPC error body is passed through, anything else named by its status.
+    const text = await this.#readText(res.body, res.headers['content-length']).catch(() => '');
+    const parsed = tryParse(text);
+    if (parsed !== undefined && invalidMessageReason(parsed) === undefined) {
+      const msg = parsed as JsonRpcMessage;
+      if (isResponse(msg) && 'error' in msg) return msg;
+    }
+    const detail = `upstream "${this.upstream}" answered ${req.method} with HTTP ${res.statusCode}${type ? ` (${type.split(';')[0]})` : ''}`;
+    throw res.statusCode >= 500 ? Errors.upstreamUnavailable(detail) : Errors.upstreamProtocol(detail);
+  }
+
+  /**
+   * Reads an SSE answer: interim messages go to opts.onMessage, the response settles the promise. The
+   * rest of the stream is drained in the background (so the connection can be reused), bounded in time.
+   * A stream the server ends without answering is resumed with Last-Event-ID (2025-11-25 polling).
+   */
+  #readStream(
+    first: Body,
+    upstreamId: number,
+    req: JsonRpcRequest,
+    opts: RequestOptions,
+    signal: AbortSignal,
+  ): Promise<JsonRpcResponse> {
+    const max = this.#up.options.maxMessageBytes;
+    return new Promise<JsonRpcResponse>((resolve, reject) => {
+      let settled = false;
+      let retryMs = 1000;
+      let body = first;
+      const settle = (err: unknown, answer?: JsonRpcResponse) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        if (answer) {
+          resolve(answer);
+          const drain = setTimeout(() => body.destroy(), 5_000);
+          drain.unref();
+        } else {
+          body.destroy();
+          reject(err);
+        }
+      };
+      const onAbort = () => settle(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      const decoder = new SseDecoder((ev) => {
+        if (ev.retry !== undefined) retryMs = ev.retry;
+        if (ev.data === '' || settled) return;
+        const msg = parseMessage(ev.data, this.upstream);
+        if (isResponse(msg)) {
+          if (msg.id === upstreamId) settle(undefined, msg);
+        } else {
+          opts.onMessage?.(msg);
+        }
+      }, max);
+      const run = async () => {
+        for (;;) {
+          body.setEncoding('utf8');
+          try {
+            for await (const chunk of body) decoder.push(chunk as string);
+          } catch (err) {
+            if (settled) return;
+            if (err instanceof GatehouseError) throw err;
+            if (err instanceof RangeError) throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
+            // a broken stream is resumable when the server gave event ids (below)
+          }
+          if (settled) return;
+          const lastEventId = decoder.lastEventId;
+          if (lastEventId === undefined) {
+            throw Errors.upstreamUnavailable(`upstream "${this.upstream}" closed the stream before answering ${req.method}`);
+          }
+          await delay(Math.min(retryMs, 30_000), signal);
+          const headers = { ...this.#headers(), accept: 'text/event-stream', 'last-event-id': lastEventId };
+          const res = await this.#up.send('GET', headers, undefined, signal);
+          if (res.statusCode !== 200 || !String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+            await res.body.dump?.();
+            throw Errors.upstreamUnavailable(`upstream "${this.upstream}" could not resume its stream (HTTP ${res.statusCode})`);
+          }
+          body = res.body;
+        }
+      };
+      run().catch((err) => settle(err));
+    });
+  }
+
+  async #readText(body: Body, contentLength: string | string[] | undefined): Promise<string> {
+    const max = this.#up.options.maxMessageBytes;
+    if (typeof contentLength === 'string' && Number(contentLength) > max) {
+      body.destroy();
+      throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      const b = chunk as Buffer;
+      size += b.length;
+      if (size > max) {
+        body.destroy();
+        throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
+      }
+      chunks.push(b);
+    }
+    return chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8');
+  }
+
+  async #readJson(body: Body, contentLength: string | string[] | undefined): Promise<JsonRpcMessage> {
+    return parseMessage(await this.#readText(body, contentLength), this.upstream);
+  }
+
+  async #post(msg: JsonRpcNotification | JsonRpcResponse, what: string): Promise<void> {
+    if (this.#closed) throw Errors.upstreamUnavailable(`upstream "${this.upstream}" session is closed`);
+    const signal = AbortSignal.timeout(this.#up.options.requestTimeoutMs);
+    const res = await this.#up.send('POST', this.#headers(), JSON.stringify(msg), signal);
+    await res.body.dump?.();
+    if (res.statusCode === 404 && this.#sessionId !== undefined) this.#markClosed();
+    if (res.statusCode !== 202 && res.statusCode !== 200) {
+      throw Errors.upstreamProtocol(`upstream "${this.upstream}" refused ${what} with HTTP ${res.statusCode}`);
+    }
+  }
+
+  notify(n: JsonRpcNotification): Promise<void> {
+    return this.#post(n, n.method);
+  }
+
+  respond(res: JsonRpcResponse): Promise<void> {
+    return this.#post(res, 'a response to its request');
+  }
+
+  async cancel(id: JsonRpcId, reason?: string): Promise<void> {
+    const p = this.#pending.get(idKey(id));
+    if (!p) return; // already answered: nothing to cancel
+    const params: Record<string, unknown> = { requestId: p.upstreamId };
+    if (reason !== undefined) params.reason = reason;
+    p.controller.abort(new CancelledError(this.upstream));
+    await this.notify({ jsonrpc: '2.0', method: 'notifications/cancelled', params }).catch(() => {});
+  }
+
+  onServerMessage(handler: (m: JsonRpcMessage) => void): void {
+    this.#serverHandler = handler;
+  }
+
+  /** The GET stream: messages outside any request. Reconnects with backoff while the session lives. */
+  async #listen(): Promise<void> {
+    const signal = this.#listenAbort.signal;
+    let failures = 0;
+    let lastEventId: string | undefined;
+    while (!this.#closed) {
+      try {
+        const headers: Record<string, string> = { ...this.#headers(), accept: 'text/event-stream' };
+        if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
+        const res = await this.#up.send('GET', headers, undefined, signal);
+        if (res.statusCode === 405) {
+          await res.body.dump?.();
+          return; // the server offers no GET stream
+        }
+        if (res.statusCode === 404) {
+          await res.body.dump?.();
+          this.#markClosed();
+          return;
+        }
+        if (res.statusCode !== 200) {
+          await res.body.dump?.();
+          throw new Error(`HTTP ${res.statusCode}`);
+        }
+        failures = 0;
+        const decoder = new SseDecoder((ev) => {
+          if (ev.data === '') return;
+          try {
+            this.#serverHandler?.(parseMessage(ev.data, this.upstream));
+          } catch (err) {
+            this.#up.options.logger.warn({ upstream: this.upstream, err: (err as Error).message }, 'dropped a malformed message from the upstream GET stream');
+          }
+        }, this.#up.options.maxMessageBytes);
+        res.body.setEncoding('utf8');
+        for await (const chunk of res.body) decoder.push(chunk as string);
+        lastEventId = decoder.lastEventId ?? lastEventId;
+      } catch (err) {
+        if (this.#closed || signal.aborted) return;
+        failures++;
+        this.#up.options.logger.debug({ upstream: this.upstream, err: (err as Error).message }, 'upstream GET stream failed');
+      }
+      await delay(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), signal).catch(() => {});
+    }
+  }
+
+  #markClosed(): void {
+    this.#closed = true;
+    this.#listenAbort.abort();
+    this.#up.forget(this);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#markClosed();
+    for (const p of this.#pending.values()) p.controller.abort(Errors.upstreamUnavailable(`upstream "${this.upstream}" session closed`));
+    if (this.#sessionId === undefined) return;
+    try {
+      const res = await this.#up.send('DELETE', this.#headers(), undefined, AbortSignal.timeout(2_000));
+      await res.body.dump?.();
+    } catch {
+      // the upstream may already be gone; its session then expires on its own
+    }
+  }
+}
+
+function tryParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function parseMessage(text: string, upstream: string): JsonRpcMessage {
+  const v = tryParse(text);
+  if (v === undefined) throw Errors.upstreamProtocol(`upstream "${upstream}" sent malformed JSON`);
+  const reason = invalidMessageReason(v);
+  if (reason) throw Errors.upstreamProtocol(`upstream "${upstream}" sent an invalid JSON-RPC message: ${reason}`);
+  return v as JsonRpcMessage;
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
