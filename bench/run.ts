@@ -1,12 +1,22 @@
 // The overhead benchmark (`npm run bench`): tools/call through nothing (direct), through the barest Node
 // relay (floor) and through Gatehouse, in interleaved rounds on 127.0.0.1. See bench/README.md.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Pool } from 'undici';
 import { createPool, openSession, type RoundResult, runRound, type Session } from './load.ts';
-import { type Child, cpuTimeMs, freePort, startNode, stopAll, stopChild, waitForPort } from './processes.ts';
+import {
+  type Child,
+  cpuTimeMs,
+  freePort,
+  machineBusyMs,
+  startNode,
+  stopAll,
+  stopChild,
+  waitForPort,
+} from './processes.ts';
 
 const TARGET_NAMES = ['direct', 'floor', 'gateway'] as const;
 type TargetName = (typeof TARGET_NAMES)[number];
@@ -41,15 +51,12 @@ const settings = {
 const STARTUP_TIMEOUT_MS = 20_000;
 
 type Target = { name: TargetName; session: Session; relay: Child | undefined };
-type Totals = {
-  calls: number;
-  errors: number;
-  elapsedMs: number;
+/** One measured round of one target, with the CPU each party spent during it. */
+type Round = RoundResult & {
   relayCpuMs: number;
   upstreamCpuMs: number;
   loadCpuMs: number;
-  latenciesMs: number[];
-  roundRps: number[];
+  otherCpuMs: number;
 };
 
 let tmp: string | undefined;
@@ -135,19 +142,40 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted.length === 0 ? Number.NaN : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
 }
 
-function summarise(t: Totals) {
-  const sorted = Float64Array.from(t.latenciesMs).sort();
+async function measureRound(t: Target, pool: Pool, concurrency: number, upstream: Child): Promise<Round> {
+  const relay0 = t.relay ? cpuTimeMs(t.relay.pid) : 0;
+  const upstream0 = cpuTimeMs(upstream.pid);
+  const load0 = process.cpuUsage();
+  const machine0 = machineBusyMs();
+  const result = await runRound(pool, t.session, concurrency, settings.durationMs);
+  const machineCpuMs = machineBusyMs() - machine0;
+  const load = process.cpuUsage(load0);
+  const relayCpuMs = t.relay ? cpuTimeMs(t.relay.pid) - relay0 : 0;
+  const upstreamCpuMs = cpuTimeMs(upstream.pid) - upstream0;
+  const loadCpuMs = (load.user + load.system) / 1000;
+  const otherCpuMs = Math.max(0, machineCpuMs - relayCpuMs - upstreamCpuMs - loadCpuMs);
+  return { ...result, relayCpuMs, upstreamCpuMs, loadCpuMs, otherCpuMs };
+}
+
+function summarise(rounds: Round[]) {
+  const total = (f: (r: Round) => number) => rounds.reduce((n, r) => n + f(r), 0);
+  const calls = total((r) => r.calls);
+  const elapsedMs = total((r) => r.elapsedMs);
+  const roundRps = rounds.map((r) => (r.calls * 1000) / r.elapsedMs);
+  const sorted = Float64Array.from(rounds.flatMap((r) => r.latenciesMs)).sort();
   return {
-    rps: (t.calls * 1000) / t.elapsedMs,
-    minRps: Math.min(...t.roundRps),
-    maxRps: Math.max(...t.roundRps),
+    rps: (calls * 1000) / elapsedMs,
+    minRps: Math.min(...roundRps),
+    maxRps: Math.max(...roundRps),
     p50: percentile(sorted, 0.5),
     p99: percentile(sorted, 0.99),
-    calls: t.calls,
-    errors: t.errors,
-    relayCpu: t.relayCpuMs / t.calls,
-    upstreamCpu: t.upstreamCpuMs / t.calls,
-    loadCpu: t.loadCpuMs / t.calls,
+    calls,
+    errors: total((r) => r.errors),
+    relayCpu: total((r) => r.relayCpuMs) / calls,
+    upstreamCpu: total((r) => r.upstreamCpuMs) / calls,
+    loadCpu: total((r) => r.loadCpuMs) / calls,
+    /** Share of the machine's cores busy with anything else (other processes, the kernel's softirqs). */
+    otherShare: total((r) => r.otherCpuMs) / (elapsedMs * cpus().length),
   };
 }
 type Summary = ReturnType<typeof summarise>;
@@ -156,44 +184,19 @@ async function measure(targets: Target[], upstream: Child): Promise<Map<string, 
   const results = new Map<string, Summary>();
   for (const c of settings.concurrency) {
     const pools = new Map<TargetName, Pool>(targets.map((t) => [t.name, createPool(t.session, c)]));
-    const totals = new Map<TargetName, Totals>(
-      targets.map((t) => [
-        t.name,
-        {
-          calls: 0,
-          errors: 0,
-          elapsedMs: 0,
-          relayCpuMs: 0,
-          upstreamCpuMs: 0,
-          loadCpuMs: 0,
-          latenciesMs: [],
-          roundRps: [],
-        },
-      ]),
-    );
+    const rounds = new Map<TargetName, Round[]>(targets.map((t) => [t.name, []]));
     for (const t of targets) await runRound(pools.get(t.name)!, t.session, c, settings.warmupMs);
-    for (let round = 1; round <= settings.rounds; round++) {
+    for (let i = 1; i <= settings.rounds; i++) {
       for (const t of targets) {
-        const relay0 = t.relay ? cpuTimeMs(t.relay.pid) : 0;
-        const upstream0 = cpuTimeMs(upstream.pid);
-        const load0 = process.cpuUsage();
-        const r: RoundResult = await runRound(pools.get(t.name)!, t.session, c, settings.durationMs);
-        const sum = totals.get(t.name)!;
-        sum.relayCpuMs += t.relay ? cpuTimeMs(t.relay.pid) - relay0 : 0;
-        sum.upstreamCpuMs += cpuTimeMs(upstream.pid) - upstream0;
-        const load = process.cpuUsage(load0);
-        sum.loadCpuMs += (load.user + load.system) / 1000;
-        sum.calls += r.calls;
-        sum.errors += r.errors;
-        sum.elapsedMs += r.elapsedMs;
-        for (const l of r.latenciesMs) sum.latenciesMs.push(l);
-        sum.roundRps.push((r.calls * 1000) / r.elapsedMs);
+        const round = await measureRound(t, pools.get(t.name)!, c, upstream);
+        rounds.get(t.name)!.push(round);
         console.error(
-          `c=${c} round ${round}/${settings.rounds} ${t.name}: ${sum.roundRps.at(-1)!.toFixed(0)} req/s, ${r.errors} errors`,
+          `c=${c} round ${i}/${settings.rounds} ${t.name}: ${((round.calls * 1000) / round.elapsedMs).toFixed(0)} req/s, ` +
+            `${round.errors} errors`,
         );
       }
     }
-    for (const [name, sum] of totals) results.set(`${name}@${c}`, summarise(sum));
+    for (const [name, list] of rounds) results.set(`${name}@${c}`, summarise(list));
     await Promise.all([...pools.values()].map((p) => p.close()));
   }
   return results;
@@ -208,20 +211,29 @@ function report(results: Map<string, Summary>, targets: Target[], failures: stri
     `- command: \`node bench/run.ts ${process.argv.slice(2).join(' ')}\``.replace(/ `$/, '`'),
     `- settings: targets ${targets.map((t) => t.name).join(', ')}; concurrency ${settings.concurrency.join(', ')}; ` +
       `${settings.rounds} interleaved rounds × ${settings.durationMs / 1000} s after ${settings.warmupMs / 1000} s warm-up per target`,
-    `- node ${process.version}, ${process.platform}/${process.arch}, ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}`,
+    `- node ${process.version}, ${process.platform}/${process.arch}, ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ` +
+      `commit ${commit()}`,
     ...failures.map((f) => `- **${f}**`),
     '',
-    '| c | target | req/s | req/s per round | p50 ms | p99 ms | calls | errors | relay CPU ms/call | upstream CPU ms/call | load gen CPU ms/call |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| c | target | req/s | req/s per round | p50 ms | p99 ms | calls | errors | relay CPU ms/call | upstream CPU ms/call | load gen CPU ms/call | other CPU |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const c of settings.concurrency) {
     for (const t of targets) {
       const s = results.get(`${t.name}@${c}`)!;
       lines.push(
         `| ${c} | ${t.name} | ${s.rps.toFixed(0)} | ${s.minRps.toFixed(0)}–${s.maxRps.toFixed(0)} | ${ms(s.p50)} | ${ms(s.p99)} | ` +
-          `${s.calls} | ${s.errors} | ${t.relay ? ms(s.relayCpu, 3) : '—'} | ${ms(s.upstreamCpu, 3)} | ${ms(s.loadCpu, 3)} |`,
+          `${s.calls} | ${s.errors} | ${t.relay ? ms(s.relayCpu, 3) : '—'} | ${ms(s.upstreamCpu, 3)} | ${ms(s.loadCpu, 3)} | ${pct(s.otherShare)} |`,
       );
     }
+  }
+  const disturbed = Math.max(...[...results.values()].map((s) => s.otherShare));
+  if (disturbed > 0.1) {
+    lines.push(
+      '',
+      `**Disturbed run**: other work used up to ${pct(disturbed)} of the machine during some rounds; ` +
+        'rerun on an idle machine before trusting these figures.',
+    );
   }
 
   const get = (name: TargetName, c: number) => results.get(`${name}@${c}`);
@@ -250,6 +262,14 @@ function report(results: Map<string, Summary>, targets: Target[], failures: stri
       : `| gateway p50 − floor p50 at c1 | — | ≤ 0.5 ms ${na}`,
   );
   return `${lines.join('\n')}\n`;
+}
+
+function commit(): string {
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty'], { cwd: root, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
 }
 
 function pct(x: number): string {

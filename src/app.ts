@@ -1,6 +1,6 @@
 // Composition root: builds the running gateway from a loaded config. The only place that wires parts.
 
-import { watch, type FSWatcher } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
 import { resolve } from 'node:path';
@@ -69,7 +69,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
 
   const tls = config.listen.tls;
   const readTls = async () =>
-    tls ? { cert: await readFile(resolve(baseDir, tls.cert)), key: await readFile(resolve(baseDir, tls.key)) } : undefined;
+    tls
+      ? { cert: await readFile(resolve(baseDir, tls.cert)), key: await readFile(resolve(baseDir, tls.key)) }
+      : undefined;
   const https = await readTls();
 
   let draining = false;
@@ -116,7 +118,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
             (edge.server as HttpsServer).setSecureContext(next!);
             logger.info('TLS certificate reloaded');
           } catch (err) {
-            logger.error({ err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous one');
+            logger.error(
+              { err: (err as Error).message },
+              'TLS certificate reload failed; keeping the previous one',
+            );
           }
         };
         let pending: NodeJS.Timeout | undefined;
@@ -136,13 +141,18 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       draining = true;
       clearInterval(prober);
       for (const w of watchers) w.close();
-      const deadline = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.shutdown_timeout).unref());
+      const deadline = new Promise<'timeout'>((r) =>
+        setTimeout(() => r('timeout'), config.shutdown_timeout).unref(),
+      );
       // Stop accepting; GET streams never end on their own, so end them; let in-flight requests finish.
       const closing = edge.close();
       sessions.endStreams();
       const closed = await Promise.race([closing.then(() => 'closed' as const), deadline]);
       if (closed === 'timeout') {
-        logger.warn({ timeoutMs: config.shutdown_timeout }, 'shutdown deadline reached; closing remaining connections');
+        logger.warn(
+          { timeoutMs: config.shutdown_timeout },
+          'shutdown deadline reached; closing remaining connections',
+        );
         edge.server.closeAllConnections();
       }
       // Only now end the sessions, which ends the upstream sessions too (DELETE).
@@ -152,12 +162,24 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   };
 }
 
-async function buildUpstream(name: string, uc: UpstreamConfig, config: Config, baseDir: string, logger: Logger): Promise<Upstream> {
+async function buildUpstream(
+  name: string,
+  uc: UpstreamConfig,
+  config: Config,
+  baseDir: string,
+  logger: Logger,
+): Promise<Upstream> {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(uc.headers)) headers[k.toLowerCase()] = await resolveSecret(v, baseDir);
-  const file = (p: string | undefined) => (p ? readFile(resolve(baseDir, p), 'utf8') : Promise.resolve(undefined));
+  const file = (p: string | undefined) =>
+    p ? readFile(resolve(baseDir, p), 'utf8') : Promise.resolve(undefined);
   const tls = uc.tls
-    ? { ca: await file(uc.tls.ca), cert: await file(uc.tls.cert), key: await file(uc.tls.key), servername: uc.tls.server_name }
+    ? {
+        ca: await file(uc.tls.ca),
+        cert: await file(uc.tls.cert),
+        key: await file(uc.tls.key),
+        servername: uc.tls.server_name,
+      }
     : undefined;
   return new StreamableHttpUpstream({
     name,

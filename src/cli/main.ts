@@ -13,7 +13,10 @@ const program = new Command()
   .description('An MCP gateway: one secure, observable entry point in front of many MCP servers.')
   .version(GATEWAY_INFO.version);
 
-const configOption = ['-c, --config <file>', 'config file (env GATEHOUSE_CONFIG; default ./gatehouse.yaml)'] as const;
+const configOption = [
+  '-c, --config <file>',
+  'config file (env GATEHOUSE_CONFIG; default ./gatehouse.yaml)',
+] as const;
 
 program
   .command('serve')

@@ -17,7 +17,8 @@ export function applyListenOverrides(
   if (host) config.listen.host = host;
   if (port !== undefined && port !== '') {
     const n = Number(port);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new RangeError(`invalid port ${JSON.stringify(port)}: use 0-65535`);
+    if (!Number.isInteger(n) || n < 0 || n > 65535)
+      throw new RangeError(`invalid port ${JSON.stringify(port)}: use 0-65535`);
     config.listen.port = n;
   }
 }

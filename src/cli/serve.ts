@@ -18,7 +18,9 @@ export async function serve(flags: ServeFlags, env: NodeJS.ProcessEnv = process.
   for (const r of loaded.config.routes) {
     gateway.logger.info({ url: `${base}${r.path}`, upstreams: r.upstreams }, 'route ready');
   }
-  process.stdout.write(`Gatehouse listening on ${base}\n${loaded.config.routes.map((r) => `  MCP endpoint: ${base}${r.path}\n`).join('')}`);
+  process.stdout.write(
+    `Gatehouse listening on ${base}\n${loaded.config.routes.map((r) => `  MCP endpoint: ${base}${r.path}\n`).join('')}`,
+  );
   stopOnSignals(() => gateway.stop());
   return gateway;
 }

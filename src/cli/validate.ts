@@ -3,11 +3,16 @@
 import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { configPath } from './options.ts';
 
-export async function validate(flags: { config?: string }, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function validate(
+  flags: { config?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   try {
     const { config, file } = await loadConfigFile(configPath(flags.config, env), env);
     const n = Object.keys(config.upstreams).length;
-    process.stdout.write(`${file}: valid (${n} upstream${n === 1 ? '' : 's'}, ${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`);
+    process.stdout.write(
+      `${file}: valid (${n} upstream${n === 1 ? '' : 's'}, ${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`,
+    );
     return 0;
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -3,7 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { type Config, configSchema, type SecretRef } from './schema.ts';
 
@@ -37,7 +37,10 @@ export interface LoadedConfig {
   baseDir: string;
 }
 
-export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
+export async function loadConfigFile(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<LoadedConfig> {
   const path = resolve(file);
   let text: string;
   try {
@@ -56,11 +59,16 @@ const INTERPOLATION = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const lineOf = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
+  const lineOf = (offset: number | undefined) =>
+    offset === undefined ? undefined : lineCounter.linePos(offset).line;
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => ({ path: '', line: lineOf(e.pos[0]), message: `YAML syntax: ${e.message.split('\n')[0]}` })),
+      doc.errors.map((e) => ({
+        path: '',
+        line: lineOf(e.pos[0]),
+        message: `YAML syntax: ${e.message.split('\n')[0]}`,
+      })),
     );
   }
   const problems: ConfigProblem[] = [];
@@ -82,7 +90,13 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
           message: 'unknown key (check the spelling against the configuration reference)',
         }));
       }
-      return [{ path: issue.path.map(String).join('.'), line: lineOf(nearestNode(doc, issue.path)?.range?.[0]), message: describeIssue(issue) }];
+      return [
+        {
+          path: issue.path.map(String).join('.'),
+          line: lineOf(nearestNode(doc, issue.path)?.range?.[0]),
+          message: describeIssue(issue),
+        },
+      ];
     }),
   );
 }
@@ -110,14 +124,21 @@ function interpolate(
       interpolate(item, [...path, i], env, report);
     });
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
-    node.value = node.value.replace(INTERPOLATION, (whole, name: string | undefined, def: string | undefined) => {
-      if (whole === '$$') return '$';
-      const v = env[name!];
-      if (v !== undefined && v !== '') return v;
-      if (def !== undefined) return def;
-      report(path, node, `environment variable ${name} is not set (use \${${name}:-default} to give a default)`);
-      return '';
-    });
+    node.value = node.value.replace(
+      INTERPOLATION,
+      (whole, name: string | undefined, def: string | undefined) => {
+        if (whole === '$$') return '$';
+        const v = env[name!];
+        if (v !== undefined && v !== '') return v;
+        if (def !== undefined) return def;
+        report(
+          path,
+          node,
+          `environment variable ${name} is not set (use \${${name}:-default} to give a default)`,
+        );
+        return '';
+      },
+    );
   }
 }
 
@@ -132,7 +153,8 @@ function nearestNode(doc: Document, path: readonly PropertyKey[]): Node | undefi
 function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'invalid_union':
-      if ('discriminator' in issue && issue.discriminator) return `${issue.message} (field "${issue.discriminator}")`;
+      if ('discriminator' in issue && issue.discriminator)
+        return `${issue.message} (field "${issue.discriminator}")`;
       return issue.message;
     case 'invalid_value':
       return `${issue.message.replace(/^Invalid option: expected one of /, 'must be one of ')}`;
@@ -142,16 +164,25 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 /** Resolves a secret reference ({ env } / { file }) to its value. Never log the result. */
-export async function resolveSecret(ref: SecretRef, baseDir: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+export async function resolveSecret(
+  ref: SecretRef,
+  baseDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
   if (typeof ref === 'string') return ref;
   if ('env' in ref) {
     const v = env[ref.env];
-    if (v === undefined) throw new ConfigError('(secrets)', [{ path: '', message: `secret environment variable ${ref.env} is not set` }]);
+    if (v === undefined)
+      throw new ConfigError('(secrets)', [
+        { path: '', message: `secret environment variable ${ref.env} is not set` },
+      ]);
     return v;
   }
   try {
     return (await readFile(resolve(baseDir, ref.file), 'utf8')).replace(/\r?\n$/, '');
   } catch (err) {
-    throw new ConfigError('(secrets)', [{ path: '', message: `cannot read secret file ${ref.file}: ${(err as Error).message}` }]);
+    throw new ConfigError('(secrets)', [
+      { path: '', message: `cannot read secret file ${ref.file}: ${(err as Error).message}` },
+    ]);
   }
 }

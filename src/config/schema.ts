@@ -11,12 +11,17 @@ const duration = (def: string) =>
     .transform((v, ctx) => {
       const ms = parseDuration(v);
       if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(v)}: use e.g. 500ms, 30s, 5m, 1h, 7d or a number of milliseconds` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `invalid duration ${JSON.stringify(v)}: use e.g. 500ms, 30s, 5m, 1h, 7d or a number of milliseconds`,
+        });
         return z.NEVER;
       }
       return ms;
     })
-    .meta({ description: `A duration: 500ms, 30s, 5m, 1h, 7d, or a number of milliseconds. Default ${def}.` });
+    .meta({
+      description: `A duration: 500ms, 30s, 5m, 1h, 7d, or a number of milliseconds. Default ${def}.`,
+    });
 
 const size = (def: string) =>
   z
@@ -25,7 +30,10 @@ const size = (def: string) =>
     .transform((v, ctx) => {
       const b = parseSize(v);
       if (b === undefined) {
-        ctx.addIssue({ code: 'custom', message: `invalid size ${JSON.stringify(v)}: use e.g. 512KiB, 4MiB, 1GB or a number of bytes` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `invalid size ${JSON.stringify(v)}: use e.g. 512KiB, 4MiB, 1GB or a number of bytes`,
+        });
         return z.NEVER;
       }
       return b;
@@ -36,33 +44,65 @@ const size = (def: string) =>
 const secret = z
   .union([
     z.string(),
-    z.strictObject({ env: z.string().min(1).meta({ description: 'Name of an environment variable holding the secret.' }) }),
-    z.strictObject({ file: z.string().min(1).meta({ description: 'Path of a file holding the secret (trailing newline trimmed).' }) }),
+    z.strictObject({
+      env: z.string().min(1).meta({ description: 'Name of an environment variable holding the secret.' }),
+    }),
+    z.strictObject({
+      file: z
+        .string()
+        .min(1)
+        .meta({ description: 'Path of a file holding the secret (trailing newline trimmed).' }),
+    }),
   ])
   .meta({ description: 'A secret: a string, { env: NAME } or { file: PATH }. Never logged.' });
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-const RESERVED_PATHS = [/^\/\.well-known(\/|$)/, /^\/healthz$/, /^\/readyz$/, /^\/metrics$/, /^\/admin(\/|$)/];
+const RESERVED_PATHS = [
+  /^\/\.well-known(\/|$)/,
+  /^\/healthz$/,
+  /^\/readyz$/,
+  /^\/metrics$/,
+  /^\/admin(\/|$)/,
+];
 
 const upstreamTls = z
   .strictObject({
-    ca: z.string().optional().meta({ description: 'PEM file of the CA(s) that sign the upstream certificate.' }),
+    ca: z
+      .string()
+      .optional()
+      .meta({ description: 'PEM file of the CA(s) that sign the upstream certificate.' }),
     cert: z.string().optional().meta({ description: 'PEM client certificate file for mTLS.' }),
     key: z.string().optional().meta({ description: 'PEM private key file of the client certificate.' }),
-    server_name: z.string().optional().meta({ description: 'SNI / certificate name to verify, if not the URL host.' }),
+    server_name: z
+      .string()
+      .optional()
+      .meta({ description: 'SNI / certificate name to verify, if not the URL host.' }),
   })
   .refine((t) => (t.cert === undefined) === (t.key === undefined), {
     message: 'tls.cert and tls.key go together: give both for mTLS, or neither',
   });
 
 const streamableHttpUpstream = z.strictObject({
-  type: z.literal('streamable-http'),
-  url: z.url({ protocol: /^https?$/ }).meta({ description: 'The MCP endpoint of the server (http or https).' }),
-  headers: z.record(z.string(), secret).default({}).meta({ description: 'Static headers sent on every request (values are secrets).' }),
-  connect_timeout: duration('5s'),
-  request_timeout: duration('60s'),
-  max_concurrency: z.int().positive().default(256).meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' }),
-  tls: upstreamTls.optional(),
+  type: z.literal('streamable-http').meta({ description: 'An MCP server over Streamable HTTP.' }),
+  url: z
+    .url({ protocol: /^https?$/ })
+    .meta({ description: 'The MCP endpoint of the server (http or https).' }),
+  headers: z
+    .record(z.string(), secret)
+    .default({})
+    .meta({ description: 'Static headers sent on every request (values are secrets).' }),
+  connect_timeout: duration('5s').meta({ description: 'Time allowed to open a connection to the upstream.' }),
+  request_timeout: duration('60s').meta({
+    description: 'Time allowed for the upstream to answer one request (streamed answers included).',
+  }),
+  max_concurrency: z
+    .int()
+    .positive()
+    .default(256)
+    .meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' }),
+  tls: upstreamTls
+    .optional()
+    .meta({ description: 'TLS towards the upstream: custom CA, client certificate (mTLS).' }),
 });
 
 export const upstreamSchema = z.discriminatedUnion('type', [streamableHttpUpstream]);
@@ -72,86 +112,139 @@ const routeSchema = z.strictObject({
     .string()
     .regex(/^\/[A-Za-z0-9._~\-/]*$/, 'a route path starts with / and uses URL path characters only')
     .refine((p) => p === '/' || !p.endsWith('/'), 'a route path must not end with /')
-    .refine((p) => !RESERVED_PATHS.some((r) => r.test(p)), 'reserved path: /.well-known/*, /healthz, /readyz, /metrics and /admin/* belong to the gateway')
+    .refine(
+      (p) => !RESERVED_PATHS.some((r) => r.test(p)),
+      'reserved path: /.well-known/*, /healthz, /readyz, /metrics and /admin/* belong to the gateway',
+    )
     .meta({ description: 'The MCP endpoint path of this route, e.g. /mcp. Legacy SSE lives at <path>/sse.' }),
   upstreams: z.array(z.string()).min(1).meta({ description: 'Names of the upstreams served on this route.' }),
   tools: z
     .strictObject({
       prefix: z.enum(['always', 'on-conflict', 'never']).default('on-conflict').meta({
-        description: 'Prefix exposed names with <upstream>__: always, only on a name collision (default), or never.',
+        description:
+          'Prefix exposed names with <upstream>__: always, only on a name collision (default), or never.',
       }),
     })
-    .prefault({}),
+    .prefault({})
+    .meta({ description: "How the route exposes its upstreams' tools." }),
 });
 
 export const configSchema = z
   .strictObject({
     listen: z
       .strictObject({
-        host: z.string().default('127.0.0.1').meta({ description: 'Address to bind. Default 127.0.0.1 (loopback only).' }),
-        port: z.int().min(0).max(65535).default(8080),
+        host: z
+          .string()
+          .default('127.0.0.1')
+          .meta({ description: 'Address to bind. Default 127.0.0.1 (loopback only).' }),
+        port: z
+          .int()
+          .min(0)
+          .max(65535)
+          .default(8080)
+          .meta({ description: 'Port to bind (0 picks a free one).' }),
         tls: z
           .strictObject({
             cert: z.string().meta({ description: 'PEM certificate chain file; reloaded when it changes.' }),
             key: z.string().meta({ description: 'PEM private key file; reloaded when it changes.' }),
           })
-          .optional(),
+          .optional()
+          .meta({ description: 'Serve HTTPS with this certificate and key.' }),
       })
-      .prefault({}),
+      .prefault({})
+      .meta({ description: 'Where the gateway listens.' }),
     public_url: z
       .url({ protocol: /^https?$/ })
       .refine((u) => !u.endsWith('/'), 'public_url must not end with /')
       .optional()
-      .meta({ description: 'The URL clients use to reach the gateway; route resource URIs are public_url + path.' }),
+      .meta({
+        description: 'The URL clients use to reach the gateway; route resource URIs are public_url + path.',
+      }),
     allowed_origins: z.array(z.string()).optional().meta({
-      description: 'Origins allowed to call MCP endpoints. Default: the listen address and public_url. "*" allows any.',
+      description:
+        'Origins allowed to call MCP endpoints. Default: the listen address and public_url. "*" allows any.',
     }),
     allowed_hosts: z.array(z.string()).optional().meta({
-      description: 'Host header values accepted (DNS-rebinding defence). Default: the listen host, localhost, 127.0.0.1, public_url host. "*" allows any.',
+      description:
+        'Host header values accepted (DNS-rebinding defence). Default: the listen host, localhost, 127.0.0.1, public_url host. "*" allows any.',
     }),
     limits: z
       .strictObject({
         max_body_bytes: size('4MiB').meta({ description: 'Largest request body accepted from a client.' }),
-        max_response_bytes: size('16MiB').meta({ description: 'Largest single message accepted from an upstream.' }),
+        max_response_bytes: size('16MiB').meta({
+          description: 'Largest single message accepted from an upstream.',
+        }),
       })
-      .prefault({}),
+      .prefault({})
+      .meta({ description: 'Size limits on what clients and upstreams send.' }),
     sessions: z
       .strictObject({
-        idle_timeout: duration('30m'),
+        idle_timeout: duration('30m').meta({
+          description: 'A session with no request and no open stream for this long ends (404 afterwards).',
+        }),
         max_sessions: z.int().positive().default(10_000).meta({ description: 'Live sessions per instance.' }),
-        max_per_principal: z.int().positive().default(100).meta({ description: 'Live sessions per principal (caller identity).' }),
+        max_per_principal: z
+          .int()
+          .positive()
+          .default(100)
+          .meta({ description: 'Live sessions per principal (caller identity).' }),
       })
-      .prefault({}),
+      .prefault({})
+      .meta({ description: 'Client sessions: idle timeout and caps (over a cap, initialize gets 503).' }),
     log: z
       .strictObject({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .meta({ description: 'Minimum level of the JSON log lines on stdout.' }),
       })
-      .prefault({}),
-    shutdown_timeout: duration('10s'),
+      .prefault({})
+      .meta({ description: 'Logging.' }),
+    shutdown_timeout: duration('10s').meta({
+      description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish.',
+    }),
     health: z
       .strictObject({
-        interval: duration('30s').meta({ description: 'How often each upstream is probed (initialize + tools/list); 0 disables.' }),
+        interval: duration('30s').meta({
+          description: 'How often each upstream is probed (initialize + tools/list); 0 disables.',
+        }),
       })
-      .prefault({}),
-    upstreams: z.record(z.string().regex(NAME, 'upstream names use letters, digits, _ and -'), upstreamSchema),
-    routes: z.array(routeSchema).min(1),
+      .prefault({})
+      .meta({ description: 'MCP-aware upstream health probes (their status shows on /readyz).' }),
+    upstreams: z
+      .record(z.string().regex(NAME, 'upstream names use letters, digits, _ and -'), upstreamSchema)
+      .meta({ description: 'The MCP servers behind the gateway, by name.' }),
+    routes: z
+      .array(routeSchema)
+      .min(1)
+      .meta({ description: 'MCP endpoints served by the gateway, each in front of its upstreams.' }),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
     c.routes.forEach((r, i) => {
-      if (seen.has(r.path)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `duplicate route path ${r.path}` });
+      if (seen.has(r.path))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'path'],
+          message: `duplicate route path ${r.path}`,
+        });
       seen.add(r.path);
       r.upstreams.forEach((u, j) => {
         if (!(u in c.upstreams)) {
           const known = Object.keys(c.upstreams).join(', ') || '(none)';
-          ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstreams', j], message: `unknown upstream "${u}"; defined upstreams: ${known}` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'upstreams', j],
+            message: `unknown upstream "${u}"; defined upstreams: ${known}`,
+          });
         }
       });
       if (r.upstreams.length > 1) {
         ctx.addIssue({
           code: 'custom',
           path: ['routes', i, 'upstreams'],
-          message: 'this version serves one upstream per route; aggregation of several upstreams is not available yet',
+          message:
+            'this version serves one upstream per route; aggregation of several upstreams is not available yet',
         });
       }
     });

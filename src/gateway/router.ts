@@ -3,11 +3,11 @@
 
 import { asGatehouseError, Errors } from '../mcp/errors.ts';
 import {
+  idKey,
   type JsonRpcMessage,
   type JsonRpcNotification,
   type JsonRpcRequest,
   type JsonRpcResponse,
-  idKey,
 } from '../mcp/jsonrpc.ts';
 import { decodeServerRequestId } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
@@ -25,6 +25,8 @@ export interface ReplyChannel {
   stream(): void;
   /** A message for the client while the request is in flight (progress, logging, server requests). */
   send(m: JsonRpcMessage): void;
+  /** The upstream paused its stream (polling): the client's stream may be closed for it to resume. */
+  pause(): void;
 }
 
 export interface RequestMeta {
@@ -52,7 +54,8 @@ export class Router {
   readonly #only: Upstream;
 
   constructor(deps: RouteDeps) {
-    if (deps.upstreams.length !== 1) throw Errors.internal('a route serves exactly one upstream in this version');
+    if (deps.upstreams.length !== 1)
+      throw Errors.internal('a route serves exactly one upstream in this version');
     this.#deps = deps;
     this.path = deps.path;
     this.#byName = new Map(deps.upstreams.map((u) => [u.name, u]));
@@ -64,7 +67,10 @@ export class Router {
   }
 
   /** initialize: a new session, its upstream sessions opened, the answer built from theirs. */
-  async initialize(req: JsonRpcRequest, meta: RequestMeta): Promise<{ response: JsonRpcResponse; session?: GatewaySession }> {
+  async initialize(
+    req: JsonRpcRequest,
+    meta: RequestMeta,
+  ): Promise<{ response: JsonRpcResponse; session?: GatewaySession }> {
     const p = req.params ?? {};
     const bad =
       typeof p.protocolVersion !== 'string'
@@ -108,20 +114,35 @@ export class Router {
       await this.#deps.sessions.delete(session.id, 'initialize failed');
       const e = asGatehouseError(err);
       const response = e.toResponse(req.id);
-      this.#emit(undefined, req.method, this.#only.name, meta, response, 'upstream_error', performance.now() - t);
+      this.#emit(
+        undefined,
+        req.method,
+        this.#only.name,
+        meta,
+        response,
+        'upstream_error',
+        performance.now() - t,
+      );
       return { response };
     }
   }
 
   /** Any request but initialize. Never throws: every failure becomes a JSON-RPC error answer. */
-  async request(session: GatewaySession, req: JsonRpcRequest, channel: ReplyChannel, meta: RequestMeta): Promise<JsonRpcResponse> {
+  async request(
+    session: GatewaySession,
+    req: JsonRpcRequest,
+    channel: ReplyChannel,
+    meta: RequestMeta,
+  ): Promise<JsonRpcResponse> {
     if (req.method === 'ping') {
       const response: JsonRpcResponse = { jsonrpc: '2.0', id: req.id, result: {} };
       this.#emit(session.id, req.method, undefined, meta, response, 'ok', undefined);
       return response;
     }
     if (req.method === 'initialize') {
-      const response = Errors.invalidRequest('Invalid Request: this session is already initialized').toResponse(req.id);
+      const response = Errors.invalidRequest(
+        'Invalid Request: this session is already initialized',
+      ).toResponse(req.id);
       this.#emit(session.id, req.method, undefined, meta, response, 'error', undefined);
       return response;
     }
@@ -138,7 +159,9 @@ export class Router {
     };
     const chain = this.#deps.chain;
     if (!chain.empty) {
-      const d = await chain.onRequest(ctx).catch((err: unknown) => ({ allow: false as const, error: asGatehouseError(err) }));
+      const d = await chain
+        .onRequest(ctx)
+        .catch((err: unknown) => ({ allow: false as const, error: asGatehouseError(err) }));
       if (!d.allow) {
         const response = d.error.toResponse(req.id);
         this.#emit(session.id, req.method, target, meta, response, 'denied', undefined);
@@ -153,6 +176,7 @@ export class Router {
       const us = await session.upstream(target.upstream);
       response = await us.request(ctx.request, {
         onStream: () => channel.stream(),
+        onPause: () => channel.pause(),
         onMessage: (m) => channel.send(GatewaySession.rewriteForClient(target.upstream, m)),
       });
       outcome = 'error' in response ? 'error' : 'ok';
@@ -164,7 +188,10 @@ export class Router {
       session.inflight.delete(key);
     }
     const upstreamMs = performance.now() - t;
-    if (!chain.empty) response = await chain.onResponse(ctx, response).catch((err: unknown) => asGatehouseError(err).toResponse(req.id));
+    if (!chain.empty)
+      response = await chain
+        .onResponse(ctx, response)
+        .catch((err: unknown) => asGatehouseError(err).toResponse(req.id));
     this.#emit(session.id, req.method, target, meta, response, outcome, upstreamMs);
     return response;
   }
@@ -190,7 +217,10 @@ export class Router {
   async response(session: GatewaySession, res: JsonRpcResponse): Promise<void> {
     const origin = res.id === null ? undefined : decodeServerRequestId(res.id);
     if (!origin || !this.#byName.has(origin.upstream)) {
-      this.#deps.logger.warn({ sessionId: session.id }, 'dropped a client response whose id matches no server request');
+      this.#deps.logger.warn(
+        { sessionId: session.id },
+        'dropped a client response whose id matches no server request',
+      );
       return;
     }
     const us = await session.upstream(origin.upstream);
@@ -201,13 +231,25 @@ export class Router {
     const p = req.params;
     switch (req.method) {
       case 'tools/call':
-        return { upstream: this.#only.name, original: typeof p?.name === 'string' ? p.name : undefined, kind: 'tool' };
+        return {
+          upstream: this.#only.name,
+          original: typeof p?.name === 'string' ? p.name : undefined,
+          kind: 'tool',
+        };
       case 'prompts/get':
-        return { upstream: this.#only.name, original: typeof p?.name === 'string' ? p.name : undefined, kind: 'prompt' };
+        return {
+          upstream: this.#only.name,
+          original: typeof p?.name === 'string' ? p.name : undefined,
+          kind: 'prompt',
+        };
       case 'resources/read':
       case 'resources/subscribe':
       case 'resources/unsubscribe':
-        return { upstream: this.#only.name, original: typeof p?.uri === 'string' ? p.uri : undefined, kind: 'resource' };
+        return {
+          upstream: this.#only.name,
+          original: typeof p?.uri === 'string' ? p.uri : undefined,
+          kind: 'resource',
+        };
       default:
         return { upstream: this.#only.name, original: undefined, kind: 'none' };
     }
@@ -240,4 +282,3 @@ export class Router {
     });
   }
 }
-

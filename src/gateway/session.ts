@@ -8,16 +8,20 @@ import type { ProtocolVersion } from '../mcp/versions.ts';
 import type { SessionRecord } from '../state/session-store.ts';
 import type { Upstream, UpstreamSession } from '../upstream/types.ts';
 import type { Principal } from './context.ts';
+import { parseEventId, ReplayableStream } from './replay.ts';
 
 /** A client-facing message stream (the GET stream, or one POST's SSE answer). */
 export interface MessageStream {
-  /** False when the stream is gone (the message was not delivered). */
-  send(m: JsonRpcMessage): boolean;
+  /** False when the stream is gone (the message was not delivered). `eventId` makes it resumable. */
+  send(m: JsonRpcMessage, eventId?: string): boolean;
   close(): void;
 }
 
 /** Messages kept for a client that has no GET stream open yet. */
 const MAX_PENDING = 100;
+/** Resumable answer streams kept per session, and how long a finished one stays resumable. */
+const MAX_REPLAY_STREAMS = 32;
+const REPLAY_TTL_MS = 60_000;
 
 export class GatewaySession {
   readonly record: SessionRecord;
@@ -29,9 +33,15 @@ export class GatewaySession {
   #stream: MessageStream | undefined;
   #pending: JsonRpcMessage[] = [];
   #closed = false;
+  readonly #replay = new Map<string, ReplayableStream>();
+  #replayNo = 0;
   onDrop: ((m: JsonRpcMessage) => void) | undefined;
 
-  constructor(record: SessionRecord, principal: Principal | undefined, upstreams: ReadonlyMap<string, Upstream>) {
+  constructor(
+    record: SessionRecord,
+    principal: Principal | undefined,
+    upstreams: ReadonlyMap<string, Upstream>,
+  ) {
     this.record = record;
     this.principal = principal;
     this.#upstreams = upstreams;
@@ -107,7 +117,8 @@ export class GatewaySession {
 
   /** Attaches the client's GET stream; refuses a second one (409) and flushes what was kept. */
   attachStream(stream: MessageStream): void {
-    if (this.#stream) throw Errors.conflict('Conflict: this session already has an open GET stream; only one is allowed');
+    if (this.#stream)
+      throw Errors.conflict('Conflict: this session already has an open GET stream; only one is allowed');
     this.#stream = stream;
     const pending = this.#pending;
     this.#pending = [];
@@ -116,6 +127,24 @@ export class GatewaySession {
 
   detachStream(stream: MessageStream): void {
     if (this.#stream === stream) this.#stream = undefined;
+  }
+
+  /** A new resumable stream for one POST's SSE answer. */
+  openReplay(now: number): ReplayableStream {
+    for (const [k, r] of this.#replay) {
+      if (this.#replay.size < MAX_REPLAY_STREAMS && !(r.done && now - r.doneAt > REPLAY_TTL_MS)) break;
+      this.#replay.delete(k);
+    }
+    const stream = new ReplayableStream(`s${++this.#replayNo}`);
+    this.#replay.set(stream.key, stream);
+    return stream;
+  }
+
+  /** The stream a Last-Event-ID points into, if it is still kept. */
+  findReplay(lastEventId: string): { stream: ReplayableStream; seq: number } | undefined {
+    const p = parseEventId(lastEventId);
+    const stream = p && this.#replay.get(p.key);
+    return stream && p ? { stream, seq: p.seq } : undefined;
   }
 
   endStream(): void {

@@ -31,7 +31,10 @@ export class SessionRegistry {
     this.#store = store;
     this.#limits = limits;
     this.#logger = logger;
-    this.#sweeper = setInterval(() => void this.sweep(Date.now()), Math.max(1000, Math.min(limits.idleTimeoutMs / 4, 60_000)));
+    this.#sweeper = setInterval(
+      () => void this.sweep(Date.now()),
+      Math.max(1000, Math.min(limits.idleTimeoutMs / 4, 60_000)),
+    );
     this.#sweeper.unref();
   }
 
@@ -46,14 +49,24 @@ export class SessionRegistry {
     now: number,
   ): Promise<GatewaySession> {
     if (this.#live.size >= this.#limits.maxSessions) {
-      throw Errors.overloaded(`session limit reached (${this.#limits.maxSessions} per instance); close idle sessions or retry later`);
+      throw Errors.overloaded(
+        `session limit reached (${this.#limits.maxSessions} per instance); close idle sessions or retry later`,
+      );
     }
     const pk = principalKey(principal);
     const count = this.#perPrincipal.get(pk) ?? 0;
     if (pk !== '' && count >= this.#limits.maxPerPrincipal) {
-      throw Errors.overloaded(`session limit reached for this caller (${this.#limits.maxPerPrincipal}); close some sessions first`);
+      throw Errors.overloaded(
+        `session limit reached for this caller (${this.#limits.maxPerPrincipal}); close some sessions first`,
+      );
     }
-    const record: SessionRecord = { ...init, id: randomBytes(24).toString('base64url'), principalKey: pk, createdAt: now, lastSeenAt: now };
+    const record: SessionRecord = {
+      ...init,
+      id: randomBytes(24).toString('base64url'),
+      principalKey: pk,
+      createdAt: now,
+      lastSeenAt: now,
+    };
     await this.#store.put(record);
     const session = new GatewaySession(record, principal, upstreams);
     this.#live.set(record.id, session);
@@ -62,15 +75,24 @@ export class SessionRegistry {
   }
 
   /** The live session for a request, or a 404 error indistinguishable from "never existed". */
-  async get(id: string, route: string, principal: Principal | undefined, now: number): Promise<GatewaySession> {
+  async get(
+    id: string,
+    route: string,
+    principal: Principal | undefined,
+    now: number,
+  ): Promise<GatewaySession> {
     const session = this.#live.get(id);
     const record = session ? session.record : await this.#store.get(id);
     if (!session || !record || record.route !== route || record.principalKey !== principalKey(principal)) {
-      throw Errors.sessionNotFound('Session not found: it ended, expired, or never existed; initialize a new session');
+      throw Errors.sessionNotFound(
+        'Session not found: it ended, expired, or never existed; initialize a new session',
+      );
     }
     if (now - record.lastSeenAt > this.#limits.idleTimeoutMs && !session.hasStream) {
       await this.delete(id, 'idle timeout');
-      throw Errors.sessionNotFound('Session not found: it expired after being idle; initialize a new session');
+      throw Errors.sessionNotFound(
+        'Session not found: it expired after being idle; initialize a new session',
+      );
     }
     record.lastSeenAt = now;
     return session;
@@ -91,7 +113,9 @@ export class SessionRegistry {
   }
 
   async sweep(now: number): Promise<void> {
-    const expired = [...this.#live.values()].filter((s) => !s.hasStream && now - s.record.lastSeenAt > this.#limits.idleTimeoutMs);
+    const expired = [...this.#live.values()].filter(
+      (s) => !s.hasStream && now - s.record.lastSeenAt > this.#limits.idleTimeoutMs,
+    );
     await Promise.allSettled(expired.map((s) => this.delete(s.id, 'idle timeout')));
   }
 

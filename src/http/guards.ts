@@ -8,7 +8,8 @@ export interface OriginPolicy {
 
 export function buildOriginPolicy(opts: {
   listenHost: string;
-  port: number;
+  /** The bound port (known only once listening when the config says 0). */
+  port: () => number;
   tls: boolean;
   publicUrl: string | undefined;
   allowedOrigins: string[] | undefined;
@@ -16,21 +17,26 @@ export function buildOriginPolicy(opts: {
 }): OriginPolicy {
   const scheme = opts.tls ? 'https' : 'http';
   const defaultHosts = new Set(['localhost', '127.0.0.1', '[::1]', bracket(opts.listenHost)]);
-  const defaultOrigins = new Set<string>();
-  for (const h of defaultHosts) defaultOrigins.add(`${scheme}://${h}:${opts.port}`);
-  if (opts.publicUrl) {
-    const u = new URL(opts.publicUrl);
-    defaultHosts.add(u.hostname);
-    defaultOrigins.add(u.origin);
-  }
+  const publicUrl = opts.publicUrl ? new URL(opts.publicUrl) : undefined;
+  if (publicUrl) defaultHosts.add(publicUrl.hostname);
   const hosts = opts.allowedHosts ? new Set(opts.allowedHosts.map((h) => h.toLowerCase())) : defaultHosts;
-  const origins = opts.allowedOrigins ? new Set(opts.allowedOrigins.map((o) => o.replace(/\/$/, '').toLowerCase())) : defaultOrigins;
   const anyHost = hosts.has('*');
-  const anyOrigin = origins.has('*');
+  // Default origins name the bound port, so they are computed on first use (after listen).
+  let origins: Set<string> | undefined = opts.allowedOrigins
+    ? new Set(opts.allowedOrigins.map((o) => o.replace(/\/$/, '').toLowerCase()))
+    : undefined;
+  const defaultOrigins = () => {
+    const set = new Set<string>();
+    const port = opts.port();
+    for (const h of ['localhost', '127.0.0.1', '[::1]', bracket(opts.listenHost)]) set.add(`${scheme}://${h}:${port}`);
+    if (publicUrl) set.add(publicUrl.origin);
+    return set;
+  };
   return {
     originAllowed(origin) {
-      if (origin === undefined || anyOrigin) return true;
-      return origins.has(origin.toLowerCase());
+      if (origin === undefined) return true;
+      origins ??= defaultOrigins();
+      return origins.has('*') || origins.has(origin.toLowerCase());
     },
     hostAllowed(host) {
       if (anyHost) return true;

@@ -4,12 +4,13 @@
 
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { RequestMeta, ReplyChannel, Router } from '../gateway/router.ts';
+import type { ReplyChannel, RequestMeta, Router } from '../gateway/router.ts';
+import type { ReplayableStream } from '../gateway/replay.ts';
 import type { GatewaySession } from '../gateway/session.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
-import { Errors, GatehouseError } from '../mcp/errors.ts';
+import { Errors, type GatehouseError } from '../mcp/errors.ts';
 import { isNotification, isRequest, type JsonRpcResponse, parseBody } from '../mcp/jsonrpc.ts';
-import { allowsBatches, isSupportedVersion } from '../mcp/versions.ts';
+import { allowsBatches, isSupportedVersion, PROTOCOL_VERSIONS, primesStreams } from '../mcp/versions.ts';
 import type { ExchangeSink } from '../telemetry/events.ts';
 import { accepts } from './guards.ts';
 import { SseWriter } from './sse-writer.ts';
@@ -24,6 +25,8 @@ export interface EndpointDeps {
 }
 
 const JSON_TYPE = 'application/json';
+/** The reconnection delay advertised to clients on resumable streams. */
+const RETRY_MS = 1000;
 
 function meta(req: FastifyRequest): RequestMeta {
   return { requestId: String(req.id), principal: undefined, startedAt: Date.now(), t0: performance.now() };
@@ -41,14 +44,17 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
   /** A session for this request: the header is required (400), the session must exist (404). */
   async function sessionFor(req: FastifyRequest, m: RequestMeta): Promise<GatewaySession> {
     const sid = header(req, 'mcp-session-id');
-    if (!sid) throw Errors.sessionRequired('Bad Request: Mcp-Session-Id header is required (send initialize first to get one)');
+    if (!sid)
+      throw Errors.sessionRequired(
+        'Bad Request: Mcp-Session-Id header is required (send initialize first to get one)',
+      );
     const session = await sessions.get(sid, path, m.principal, m.startedAt);
+    // An unsupported version is refused. A supported one that differs from the negotiated version is
+    // tolerated (clients and test suites send a fixed one); the session's negotiated version governs.
     const version = header(req, 'mcp-protocol-version');
-    if (version !== undefined && version !== session.protocolVersion) {
+    if (version !== undefined && !isSupportedVersion(version)) {
       throw Errors.badHeader(
-        isSupportedVersion(version)
-          ? `Bad Request: MCP-Protocol-Version ${version} does not match the version negotiated for this session (${session.protocolVersion})`
-          : `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(version)}; this session uses ${session.protocolVersion}`,
+        `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(version)}; supported: ${PROTOCOL_VERSIONS.join(', ')} (this session uses ${session.protocolVersion})`,
       );
     }
     return session;
@@ -77,28 +83,52 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     const m = meta(req);
     const accept = header(req, 'accept');
     if (!accepts(accept, JSON_TYPE) || !accepts(accept, 'text/event-stream')) {
-      rejectEdge(m, '', Errors.notAcceptable('Not Acceptable: the Accept header must list both application/json and text/event-stream'));
+      rejectEdge(
+        m,
+        '',
+        Errors.notAcceptable(
+          'Not Acceptable: the Accept header must list both application/json and text/event-stream',
+        ),
+      );
     }
     const type = header(req, 'content-type');
     if (!type || type.split(';')[0]!.trim().toLowerCase() !== JSON_TYPE) {
-      rejectEdge(m, '', Errors.unsupportedMediaType('Unsupported Media Type: Content-Type must be application/json'));
+      rejectEdge(
+        m,
+        '',
+        Errors.unsupportedMediaType('Unsupported Media Type: Content-Type must be application/json'),
+      );
     }
     const parsed = parseBody(typeof req.body === 'string' ? req.body : '');
     if (!parsed.ok) {
-      rejectEdge(m, '', parsed.code === -32700 ? Errors.parse(parsed.message) : Errors.invalidRequest(parsed.message));
+      rejectEdge(
+        m,
+        '',
+        parsed.code === -32700 ? Errors.parse(parsed.message) : Errors.invalidRequest(parsed.message),
+      );
     }
     const messages = parsed.messages;
     const first = messages[0];
     if (!parsed.batch && isRequest(first) && first.method === 'initialize') {
       if (header(req, 'mcp-session-id')) {
-        rejectEdge(m, 'initialize', Errors.invalidRequest('Invalid Request: initialize opens a new session and must not carry Mcp-Session-Id'));
+        rejectEdge(
+          m,
+          'initialize',
+          Errors.invalidRequest(
+            'Invalid Request: initialize opens a new session and must not carry Mcp-Session-Id',
+          ),
+        );
       }
       const { response, session } = await router.initialize(first, m);
       if (session) reply.header('mcp-session-id', session.id);
       return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(response));
     }
     if (parsed.batch && messages.some((x) => isRequest(x) && x.method === 'initialize')) {
-      rejectEdge(m, 'initialize', Errors.invalidRequest('Invalid Request: initialize must not be part of a JSON-RPC batch'));
+      rejectEdge(
+        m,
+        'initialize',
+        Errors.invalidRequest('Invalid Request: initialize must not be part of a JSON-RPC batch'),
+      );
     }
     const method = isRequest(first) || isNotification(first) ? first.method : '';
     const session = await sessionFor(req, m).catch((err: GatehouseError) => rejectEdge(m, method, err));
@@ -106,32 +136,60 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       rejectEdge(
         m,
         method,
-        Errors.invalidRequest(`Invalid Request: JSON-RPC batches are not allowed in protocol version ${session.protocolVersion} (only 2025-03-26)`),
+        Errors.invalidRequest(
+          `Invalid Request: JSON-RPC batches are not allowed in protocol version ${session.protocolVersion} (only 2025-03-26)`,
+        ),
       );
     }
 
     // Notifications and responses first, in order; then the requests.
     for (const msg of messages) {
-      if (isNotification(msg)) await router.notification(session, msg).catch((err) => req.log.warn({ err }, 'notification not delivered'));
-      else if (!isRequest(msg)) await router.response(session, msg).catch((err) => req.log.warn({ err }, 'response not delivered'));
+      if (isNotification(msg))
+        await router
+          .notification(session, msg)
+          .catch((err) => req.log.warn({ err }, 'notification not delivered'));
+      else if (!isRequest(msg))
+        await router.response(session, msg).catch((err) => req.log.warn({ err }, 'response not delivered'));
     }
     const requests = messages.filter(isRequest);
     if (requests.length === 0) return reply.code(202).headers(deps.corsHeaders(req)).send();
 
     if (!parsed.batch) {
+      // The answer mirrors the upstream's choice: JSON, or an SSE stream opened as soon as it opens one.
+      // From 2025-11-25 the stream is resumable: primed with an event id, every event kept for a resume.
       let sse: SseWriter | undefined;
+      let replay: ReplayableStream | undefined;
       const channel: ReplyChannel = {
         stream() {
           if (sse) return;
           reply.hijack();
           sse = new SseWriter(reply.raw, deps.corsHeaders(req));
+          if (primesStreams(session.protocolVersion)) {
+            replay = session.openReplay(Date.now());
+            sse.prime(replay.primingId, RETRY_MS);
+            replay.attach(sse, 0);
+            sse.onClose(() => replay?.detach(sse!));
+          }
         },
         send(msg) {
           channel.stream();
-          sse!.send(msg);
+          if (replay) replay.push(msg);
+          else sse!.send(msg);
+        },
+        pause() {
+          // Mirror the upstream's polling: a resumable stream is closed; the client resumes it by GET.
+          if (replay && sse) {
+            replay.detach(sse);
+            sse.close();
+          }
         },
       };
       const response = await router.request(session, requests[0]!, channel, m);
+      if (replay) {
+        replay.push(response);
+        replay.complete(Date.now());
+        return reply;
+      }
       if (sse) {
         sse.send(response);
         sse.close();
@@ -143,11 +201,14 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     // A 2025-03-26 batch: answered as one JSON array; interim messages go to the session's GET stream.
     const batchChannel: ReplyChannel = {
       stream() {},
+      pause() {},
       send(msg) {
         session.deliver('', msg);
       },
     };
-    const responses: JsonRpcResponse[] = await Promise.all(requests.map((r) => router.request(session, r, batchChannel, m)));
+    const responses: JsonRpcResponse[] = await Promise.all(
+      requests.map((r) => router.request(session, r, batchChannel, m)),
+    );
     return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(responses));
   });
 
@@ -157,7 +218,19 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       rejectEdge(m, '', Errors.notAcceptable('Not Acceptable: a GET stream needs Accept: text/event-stream'));
     }
     const session = await sessionFor(req, m).catch((err: GatehouseError) => rejectEdge(m, '', err));
-    if (session.hasStream) throw Errors.conflict('Conflict: this session already has an open GET stream; only one is allowed');
+    // A resume (Last-Event-ID) of an answer stream: replay what the client missed, then go live until the answer.
+    const lastEventId = header(req, 'last-event-id');
+    const resume = lastEventId === undefined ? undefined : session.findReplay(lastEventId);
+    if (resume) {
+      reply.hijack();
+      const writer = new SseWriter(reply.raw, deps.corsHeaders(req));
+      writer.onClose(() => resume.stream.detach(writer));
+      resume.stream.attach(writer, resume.seq);
+      return reply;
+    }
+    if (session.hasStream) {
+      throw Errors.conflict('Conflict: this session already has an open GET stream; only one is allowed');
+    }
     reply.hijack();
     const writer = new SseWriter(reply.raw, deps.corsHeaders(req), deps.keepaliveMs);
     session.attachStream(writer);

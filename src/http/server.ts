@@ -2,7 +2,12 @@
 // mapping that turns every failure into a precise status and JSON-RPC error body.
 
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Router } from '../gateway/router.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
 import { Errors, GatehouseError } from '../mcp/errors.ts';
@@ -30,17 +35,18 @@ export interface EdgeOptions {
   isDraining(): boolean;
 }
 
-const CORS_ALLOW_HEADERS = 'content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id';
+const CORS_ALLOW_HEADERS =
+  'content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id';
 const CORS_EXPOSE_HEADERS = 'mcp-session-id, www-authenticate';
 
 export function buildEdge(opts: EdgeOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.logger,
-    disableRequestLogging: true,
+    // Per-request log lines cost more than the relay itself; failures are logged where they happen.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: opts.maxBodyBytes,
     exposeHeadRoutes: false,
     genReqId: () => randomUUID(),
-    requestIdLogLabel: 'requestId',
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
@@ -48,11 +54,16 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
 
   // Bodies arrive as text: the MCP endpoint parses them itself to answer with precise JSON-RPC errors.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: opts.maxBodyBytes }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: opts.maxBodyBytes }, (_req, body, done) =>
+    done(null, body),
+  );
 
   const policy = buildOriginPolicy({
     listenHost: opts.listenHost,
-    port: opts.port,
+    port: () => {
+      const a = app.server.address();
+      return a && typeof a === 'object' ? a.port : opts.port;
+    },
     tls: Boolean(opts.https),
     publicUrl: opts.publicUrl,
     allowedOrigins: opts.allowedOrigins,
@@ -63,17 +74,25 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
   const corsHeaders = (req: FastifyRequest): Record<string, string> => {
     const origin = req.headers.origin;
     if (!origin) return {};
-    return { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSE_HEADERS, vary: 'Origin' };
+    return {
+      'access-control-allow-origin': origin,
+      'access-control-expose-headers': CORS_EXPOSE_HEADERS,
+      vary: 'Origin',
+    };
   };
 
   // DNS-rebinding defence on every MCP endpoint, before anything else is looked at.
   app.addHook('onRequest', async (req) => {
     if (!mcpPaths.has(req.routeOptions.url ?? '')) return;
     if (!policy.hostAllowed(req.headers.host)) {
-      throw Errors.forbiddenHost(`Forbidden: Host ${JSON.stringify(req.headers.host ?? '')} is not allowed (configure allowed_hosts)`);
+      throw Errors.forbiddenHost(
+        `Forbidden: Host ${JSON.stringify(req.headers.host ?? '')} is not allowed (configure allowed_hosts)`,
+      );
     }
     if (!policy.originAllowed(req.headers.origin)) {
-      throw Errors.forbiddenOrigin(`Forbidden: Origin ${JSON.stringify(req.headers.origin)} is not allowed (configure allowed_origins)`);
+      throw Errors.forbiddenOrigin(
+        `Forbidden: Origin ${JSON.stringify(req.headers.origin)} is not allowed (configure allowed_origins)`,
+      );
     }
   });
 
@@ -81,7 +100,9 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     let e: GatehouseError;
     if (err instanceof GatehouseError) e = err;
     else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      e = Errors.payloadTooLarge(`Payload Too Large: the body exceeds ${opts.maxBodyBytes} bytes (limits.max_body_bytes)`);
+      e = Errors.payloadTooLarge(
+        `Payload Too Large: the body exceeds ${opts.maxBodyBytes} bytes (limits.max_body_bytes)`,
+      );
     } else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.code === 'FST_ERR_CTP_EMPTY_TYPE') {
       e = Errors.unsupportedMediaType('Unsupported Media Type: Content-Type must be application/json');
     } else if (typeof err.statusCode === 'number' && err.statusCode < 500) {
@@ -89,7 +110,9 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
       (e as { httpStatus: number }).httpStatus = err.statusCode;
     } else {
       req.log.error({ err }, 'unhandled error');
-      e = Errors.internal('Internal error: the gateway failed to handle this request; see its log for the request id');
+      e = Errors.internal(
+        'Internal error: the gateway failed to handle this request; see its log for the request id',
+      );
     }
     if (e.httpStatus >= 500) req.log.warn({ code: e.code, msg: e.message }, 'request failed');
     void reply
@@ -103,13 +126,20 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     void reply
       .code(404)
       .type('application/json')
-      .send(JSON.stringify({ error: 'not_found', message: `No route for ${req.method} ${req.url.split('?')[0]}` }));
+      .send(
+        JSON.stringify({
+          error: 'not_found',
+          message: `No route for ${req.method} ${req.url.split('?')[0]}`,
+        }),
+      );
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const draining = opts.isDraining();
-    return reply.code(draining ? 503 : 200).send({ status: draining ? 'draining' : 'ready', upstreams: opts.upstreamHealth() });
+    return reply
+      .code(draining ? 503 : 200)
+      .send({ status: draining ? 'draining' : 'ready', upstreams: opts.upstreamHealth() });
   });
 
   for (const router of opts.routers) {
@@ -126,7 +156,13 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
         })
         .send();
     });
-    registerMcpEndpoint(app, { router, sessions: opts.sessions, sink: opts.sink, corsHeaders, keepaliveMs: 25_000 });
+    registerMcpEndpoint(app, {
+      router,
+      sessions: opts.sessions,
+      sink: opts.sink,
+      corsHeaders,
+      keepaliveMs: 25_000,
+    });
   }
   return app;
 }

@@ -36,10 +36,15 @@ export class SseWriter implements MessageStream {
     this.#raw.on('close', fn);
   }
 
-  send(m: JsonRpcMessage): boolean {
+  send(m: JsonRpcMessage, eventId?: string): boolean {
     if (!this.#open) return false;
-    this.#raw.write(encodeSseEvent(JSON.stringify(m)));
+    this.#raw.write(encodeSseEvent(JSON.stringify(m), eventId));
     return true;
+  }
+
+  /** The priming event of a resumable stream: an id, an empty data field, and the reconnection delay. */
+  prime(eventId: string, retryMs: number): void {
+    if (this.#open) this.#raw.write(`id: ${eventId}\nretry: ${retryMs}\ndata: \n\n`);
   }
 
   close(): void {

@@ -58,14 +58,20 @@ export function isResponse(m: JsonRpcMessage): m is JsonRpcResponse {
   return !('method' in m);
 }
 
-export function errorResponse(id: JsonRpcId | null, code: number, message: string, data?: unknown): JsonRpcFailure {
+export function errorResponse(
+  id: JsonRpcId | null,
+  code: number,
+  message: string,
+  data?: unknown,
+): JsonRpcFailure {
   const error: JsonRpcErrorObject = data === undefined ? { code, message } : { code, message, data };
   return { jsonrpc: '2.0', id, error };
 }
 
 /** Why a value is not a valid JSON-RPC message, or undefined when it is one. */
 export function invalidMessageReason(v: unknown): string | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'a JSON-RPC message must be a JSON object';
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return 'a JSON-RPC message must be a JSON object';
   const m = v as Record<string, unknown>;
   if (m.jsonrpc !== '2.0') return '"jsonrpc" must be exactly "2.0"';
   const hasId = 'id' in m;
@@ -80,7 +86,8 @@ export function invalidMessageReason(v: unknown): string | undefined {
     if ('result' in m || 'error' in m) return 'a message cannot have both "method" and "result"/"error"';
     return undefined;
   }
-  if (!hasId) return 'a message needs "method" (request or notification) or "id" with "result"/"error" (response)';
+  if (!hasId)
+    return 'a message needs "method" (request or notification) or "id" with "result"/"error" (response)';
   const hasResult = 'result' in m;
   const hasError = 'error' in m;
   if (hasResult === hasError) return 'a response must have exactly one of "result" and "error"';
@@ -119,10 +126,16 @@ export function parseBody(text: string): ParsedBody {
     return { ok: false, code: ErrorCode.ParseError, message: `Parse error: ${(err as Error).message}` };
   }
   if (Array.isArray(v)) {
-    if (v.length === 0) return { ok: false, code: ErrorCode.InvalidRequest, message: 'Invalid Request: empty batch' };
+    if (v.length === 0)
+      return { ok: false, code: ErrorCode.InvalidRequest, message: 'Invalid Request: empty batch' };
     for (let i = 0; i < v.length; i++) {
       const reason = invalidMessageReason(v[i]);
-      if (reason) return { ok: false, code: ErrorCode.InvalidRequest, message: `Invalid Request: batch item ${i}: ${reason}` };
+      if (reason)
+        return {
+          ok: false,
+          code: ErrorCode.InvalidRequest,
+          message: `Invalid Request: batch item ${i}: ${reason}`,
+        };
     }
     return { ok: true, batch: true, messages: v as JsonRpcMessage[] };
   }

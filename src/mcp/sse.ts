@@ -98,7 +98,8 @@ export class SseDecoder {
       case 'data':
         this.#data.push(value);
         this.#dataBytes += value.length;
-        if (this.#dataBytes > this.#maxEventBytes) throw new RangeError(`SSE event larger than ${this.#maxEventBytes} bytes`);
+        if (this.#dataBytes > this.#maxEventBytes)
+          throw new RangeError(`SSE event larger than ${this.#maxEventBytes} bytes`);
         break;
       case 'event':
         this.#event = value;

@@ -22,3 +22,8 @@ export function negotiateVersion(requested: unknown): ProtocolVersion {
 export function allowsBatches(v: ProtocolVersion): boolean {
   return v === '2025-03-26' || v === '2024-11-05';
 }
+
+/** Resumable SSE with priming events and `retry` (polling) arrived in 2025-11-25. */
+export function primesStreams(v: ProtocolVersion): boolean {
+  return v >= '2025-11-25';
+}

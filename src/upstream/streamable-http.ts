@@ -16,7 +16,14 @@ import {
 import { SseDecoder } from '../mcp/sse.ts';
 import { isSupportedVersion } from '../mcp/versions.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type { ClientInfo, RequestOptions, Upstream, UpstreamHealth, UpstreamSession, UpstreamStatus } from './types.ts';
+import type {
+  ClientInfo,
+  RequestOptions,
+  Upstream,
+  UpstreamHealth,
+  UpstreamSession,
+  UpstreamStatus,
+} from './types.ts';
 
 export interface StreamableHttpOptions {
   name: string;
@@ -100,10 +107,14 @@ export class StreamableHttpUpstream implements Upstream {
       session = await this.connect({
         protocolVersion: '2025-11-25',
         capabilities: {},
-        clientInfo: { name: `${this.options.gatewayInfo.name}-health`, version: this.options.gatewayInfo.version },
+        clientInfo: {
+          name: `${this.options.gatewayInfo.name}-health`,
+          version: this.options.gatewayInfo.version,
+        },
       });
       const res = await session.request({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
-      if ('error' in res && res.error.code !== -32601) throw Errors.upstreamProtocol(`tools/list failed: ${res.error.message}`);
+      if ('error' in res && res.error.code !== -32601)
+        throw Errors.upstreamProtocol(`tools/list failed: ${res.error.message}`);
       this.markUp();
     } catch (err) {
       this.markDown(err);
@@ -172,12 +183,18 @@ export class StreamableHttpUpstream implements Upstream {
     const e = err as { code?: string; message?: string };
     const why = e.code ?? e.message ?? String(err);
     if (e.code === 'UND_ERR_HEADERS_TIMEOUT') {
-      return Errors.upstreamTimeout(`upstream "${this.name}" did not answer within ${this.options.requestTimeoutMs} ms`);
+      return Errors.upstreamTimeout(
+        `upstream "${this.name}" did not answer within ${this.options.requestTimeoutMs} ms`,
+      );
     }
     if (e.code === 'UND_ERR_CONNECT_TIMEOUT') {
-      return Errors.upstreamUnavailable(`upstream "${this.name}" is unreachable: connect timed out after ${this.options.connectTimeoutMs} ms`);
+      return Errors.upstreamUnavailable(
+        `upstream "${this.name}" is unreachable: connect timed out after ${this.options.connectTimeoutMs} ms`,
+      );
     }
-    return Errors.upstreamUnavailable(`upstream "${this.name}" is unreachable or broke the connection (${why})`);
+    return Errors.upstreamUnavailable(
+      `upstream "${this.name}" is unreachable or broke the connection (${why})`,
+    );
   }
 
   async close(): Promise<void> {
@@ -230,10 +247,16 @@ class HttpUpstreamSession implements UpstreamSession {
       jsonrpc: '2.0',
       id: 0,
       method: 'initialize',
-      params: { protocolVersion: client.protocolVersion, capabilities: client.capabilities, clientInfo: client.clientInfo },
+      params: {
+        protocolVersion: client.protocolVersion,
+        capabilities: client.capabilities,
+        clientInfo: client.clientInfo,
+      },
     });
     if ('error' in res) {
-      throw Errors.upstreamProtocol(`upstream "${this.upstream}" refused initialize: ${res.error.message} (${res.error.code})`);
+      throw Errors.upstreamProtocol(
+        `upstream "${this.upstream}" refused initialize: ${res.error.message} (${res.error.code})`,
+      );
     }
     const version = res.result.protocolVersion;
     if (typeof version !== 'string' || !isSupportedVersion(version)) {
@@ -257,7 +280,12 @@ class HttpUpstreamSession implements UpstreamSession {
     const controller = new AbortController();
     const timeoutMs = opts.timeoutMs ?? up.options.requestTimeoutMs;
     const timer = setTimeout(
-      () => controller.abort(Errors.upstreamTimeout(`upstream "${this.upstream}" did not answer ${req.method} within ${timeoutMs} ms`)),
+      () =>
+        controller.abort(
+          Errors.upstreamTimeout(
+            `upstream "${this.upstream}" did not answer ${req.method} within ${timeoutMs} ms`,
+          ),
+        ),
       timeoutMs,
     );
     const onAbort = () => controller.abort(opts.signal?.reason);
@@ -301,7 +329,9 @@ class HttpUpstreamSession implements UpstreamSession {
     if (res.statusCode === 200 && type.startsWith('application/json')) {
       const msg = await this.#readJson(res.body, res.headers['content-length']);
       if (Array.isArray(msg) || !isResponse(msg) || msg.id !== upstreamId) {
-        throw Errors.upstreamProtocol(`upstream "${this.upstream}" answered ${req.method} with a message that is not its response`);
+        throw Errors.upstreamProtocol(
+          `upstream "${this.upstream}" answered ${req.method} with a message that is not its response`,
+        );
       }
       return msg;
     }
@@ -373,20 +403,31 @@ class HttpUpstreamSession implements UpstreamSession {
           } catch (err) {
             if (settled) return;
             if (err instanceof GatehouseError) throw err;
-            if (err instanceof RangeError) throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
+            if (err instanceof RangeError)
+              throw Errors.upstreamProtocol(
+                `upstream "${this.upstream}" sent a message larger than ${max} bytes`,
+              );
             // a broken stream is resumable when the server gave event ids (below)
           }
           if (settled) return;
           const lastEventId = decoder.lastEventId;
           if (lastEventId === undefined) {
-            throw Errors.upstreamUnavailable(`upstream "${this.upstream}" closed the stream before answering ${req.method}`);
+            throw Errors.upstreamUnavailable(
+              `upstream "${this.upstream}" closed the stream before answering ${req.method}`,
+            );
           }
+          opts.onPause?.();
           await delay(Math.min(retryMs, 30_000), signal);
           const headers = { ...this.#headers(), accept: 'text/event-stream', 'last-event-id': lastEventId };
           const res = await this.#up.send('GET', headers, undefined, signal);
-          if (res.statusCode !== 200 || !String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+          if (
+            res.statusCode !== 200 ||
+            !String(res.headers['content-type'] ?? '').startsWith('text/event-stream')
+          ) {
             await res.body.dump?.();
-            throw Errors.upstreamUnavailable(`upstream "${this.upstream}" could not resume its stream (HTTP ${res.statusCode})`);
+            throw Errors.upstreamUnavailable(
+              `upstream "${this.upstream}" could not resume its stream (HTTP ${res.statusCode})`,
+            );
           }
           body = res.body;
         }
@@ -426,7 +467,9 @@ class HttpUpstreamSession implements UpstreamSession {
     await res.body.dump?.();
     if (res.statusCode === 404 && this.#sessionId !== undefined) this.#markClosed();
     if (res.statusCode !== 202 && res.statusCode !== 200) {
-      throw Errors.upstreamProtocol(`upstream "${this.upstream}" refused ${what} with HTTP ${res.statusCode}`);
+      throw Errors.upstreamProtocol(
+        `upstream "${this.upstream}" refused ${what} with HTTP ${res.statusCode}`,
+      );
     }
   }
 
@@ -480,7 +523,10 @@ class HttpUpstreamSession implements UpstreamSession {
           try {
             this.#serverHandler?.(parseMessage(ev.data, this.upstream));
           } catch (err) {
-            this.#up.options.logger.warn({ upstream: this.upstream, err: (err as Error).message }, 'dropped a malformed message from the upstream GET stream');
+            this.#up.options.logger.warn(
+              { upstream: this.upstream, err: (err as Error).message },
+              'dropped a malformed message from the upstream GET stream',
+            );
           }
         }, this.#up.options.maxMessageBytes);
         res.body.setEncoding('utf8');
@@ -489,7 +535,10 @@ class HttpUpstreamSession implements UpstreamSession {
       } catch (err) {
         if (this.#closed || signal.aborted) return;
         failures++;
-        this.#up.options.logger.debug({ upstream: this.upstream, err: (err as Error).message }, 'upstream GET stream failed');
+        this.#up.options.logger.debug(
+          { upstream: this.upstream, err: (err as Error).message },
+          'upstream GET stream failed',
+        );
       }
       await delay(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), signal).catch(() => {});
     }
@@ -504,7 +553,8 @@ class HttpUpstreamSession implements UpstreamSession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#markClosed();
-    for (const p of this.#pending.values()) p.controller.abort(Errors.upstreamUnavailable(`upstream "${this.upstream}" session closed`));
+    for (const p of this.#pending.values())
+      p.controller.abort(Errors.upstreamUnavailable(`upstream "${this.upstream}" session closed`));
     if (this.#sessionId === undefined) return;
     try {
       const res = await this.#up.send('DELETE', this.#headers(), undefined, AbortSignal.timeout(2_000));
@@ -527,7 +577,8 @@ function parseMessage(text: string, upstream: string): JsonRpcMessage {
   const v = tryParse(text);
   if (v === undefined) throw Errors.upstreamProtocol(`upstream "${upstream}" sent malformed JSON`);
   const reason = invalidMessageReason(v);
-  if (reason) throw Errors.upstreamProtocol(`upstream "${upstream}" sent an invalid JSON-RPC message: ${reason}`);
+  if (reason)
+    throw Errors.upstreamProtocol(`upstream "${upstream}" sent an invalid JSON-RPC message: ${reason}`);
   return v as JsonRpcMessage;
 }
 
@@ -545,4 +596,3 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
-

@@ -28,6 +28,11 @@ export interface RequestOptions {
   onMessage?(m: JsonRpcNotification | JsonRpcRequest): void;
   /** Called once if the upstream chose to answer with an SSE stream (so the edge can mirror it). */
   onStream?(): void;
+  /**
+   * The upstream closed its stream before answering, on purpose (2025-11-25 polling); the gateway resumes
+   * it. The edge may mirror the pause to a client that can resume too.
+   */
+  onPause?(): void;
 }
 
 export interface UpstreamSession {
