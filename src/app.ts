@@ -147,7 +147,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       // Stop accepting; GET streams never end on their own, so end them; let in-flight requests finish.
       const closing = edge.close();
       sessions.endStreams();
+      // Keep-alive connections whose last answer went out after close() would linger until the deadline.
+      const reaper = setInterval(() => edge.server.closeIdleConnections(), 50);
       const closed = await Promise.race([closing.then(() => 'closed' as const), deadline]);
+      clearInterval(reaper);
       if (closed === 'timeout') {
         logger.warn(
           { timeoutMs: config.shutdown_timeout },

@@ -55,10 +55,22 @@ program
 try {
   await program.parseAsync();
 } catch (err) {
-  if (err instanceof ConfigError || err instanceof RangeError) {
-    process.stderr.write(`${err.message}\n`);
-  } else {
-    process.stderr.write(`gatehouse: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  }
+  process.stderr.write(`gatehouse: ${describeFailure(err)}\n`);
+  if (process.env.GATEHOUSE_DEBUG && err instanceof Error && err.stack)
+    process.stderr.write(`${err.stack}\n`);
   process.exit(1);
+}
+
+/** A start-up failure in words a person can act on (set GATEHOUSE_DEBUG=1 for the stack). */
+function describeFailure(err: unknown): string {
+  if (err instanceof ConfigError || err instanceof RangeError) return err.message;
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e.code === 'EADDRINUSE')
+    return `cannot listen on ${e.address}:${e.port}: the address is already in use (choose another --port)`;
+  if (e.code === 'EACCES' && e.syscall === 'listen') {
+    return `cannot listen on ${e.address}:${e.port}: permission denied (ports below 1024 need privileges)`;
+  }
+  if (e.code === 'EADDRNOTAVAIL')
+    return `cannot listen on ${e.address}: no such local address (check listen.host / --host)`;
+  return err instanceof Error ? err.message : String(err);
 }

@@ -53,6 +53,14 @@ export async function loadConfigFile(
   return { config: parseConfig(text, path, env), file: path, baseDir: dirname(path) };
 }
 
+const WHOLE_VARIABLE = /^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$/;
+
+function typedScalar(v: string): string | number | boolean {
+  if (/^-?(0|[1-9][0-9]*)(\.[0-9]+)?$/.test(v)) return Number(v);
+  if (v === 'true' || v === 'false') return v === 'true';
+  return v;
+}
+
 const INTERPOLATION = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 /** Parses and validates config text; throws ConfigError listing every problem found. */
@@ -90,10 +98,16 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
           message: 'unknown key (check the spelling against the configuration reference)',
         }));
       }
+      // A bad record key (e.g. an upstream name) is located at the key, not at its value.
+      const last = issue.path[issue.path.length - 1];
+      const at =
+        issue.code === 'invalid_key' && typeof last === 'string'
+          ? keyNode(doc, issue.path.slice(0, -1), last)
+          : nearestNode(doc, issue.path);
       return [
         {
           path: issue.path.map(String).join('.'),
-          line: lineOf(nearestNode(doc, issue.path)?.range?.[0]),
+          line: lineOf(at?.range?.[0]),
           message: describeIssue(issue),
         },
       ];
@@ -124,10 +138,11 @@ function interpolate(
       interpolate(item, [...path, i], env, report);
     });
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
-    node.value = node.value.replace(
+    const whole = node.type === 'PLAIN' && WHOLE_VARIABLE.test(node.value);
+    const value = node.value.replace(
       INTERPOLATION,
-      (whole, name: string | undefined, def: string | undefined) => {
-        if (whole === '$$') return '$';
+      (match, name: string | undefined, def: string | undefined) => {
+        if (match === '$$') return '$';
         const v = env[name!];
         if (v !== undefined && v !== '') return v;
         if (def !== undefined) return def;
@@ -139,6 +154,8 @@ function interpolate(
         return '';
       },
     );
+    // An unquoted `port: ${PORT}` reads as YAML would read the value written in place: a number or boolean.
+    node.value = whole ? typedScalar(value) : value;
   }
 }
 
@@ -152,6 +169,9 @@ function nearestNode(doc: Document, path: readonly PropertyKey[]): Node | undefi
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
+    case 'invalid_key':
+      // The key's own schema says what a valid key is.
+      return issue.issues[0]?.message ?? issue.message;
     case 'invalid_union':
       if ('discriminator' in issue && issue.discriminator)
         return `${issue.message} (field "${issue.discriminator}")`;

@@ -42,18 +42,21 @@ const size = (def: string) =>
 
 /** A secret value: inline, or a reference resolved at load time and never logged. */
 const secret = z
-  .union([
-    z.string(),
-    z.strictObject({
-      env: z.string().min(1).meta({ description: 'Name of an environment variable holding the secret.' }),
-    }),
-    z.strictObject({
-      file: z
-        .string()
-        .min(1)
-        .meta({ description: 'Path of a file holding the secret (trailing newline trimmed).' }),
-    }),
-  ])
+  .union(
+    [
+      z.string(),
+      z.strictObject({
+        env: z.string().min(1).meta({ description: 'Name of an environment variable holding the secret.' }),
+      }),
+      z.strictObject({
+        file: z
+          .string()
+          .min(1)
+          .meta({ description: 'Path of a file holding the secret (trailing newline trimmed).' }),
+      }),
+    ],
+    { error: 'a secret is a string, { env: NAME } or { file: PATH }' },
+  )
   .meta({ description: 'A secret: a string, { env: NAME } or { file: PATH }. Never logged.' });
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -219,36 +222,49 @@ export const configSchema = z
       .min(1)
       .meta({ description: 'MCP endpoints served by the gateway, each in front of its upstreams.' }),
   })
-  .superRefine((c, ctx) => {
-    const seen = new Set<string>();
-    c.routes.forEach((r, i) => {
-      if (seen.has(r.path))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['routes', i, 'path'],
-          message: `duplicate route path ${r.path}`,
+  // Cross-references are checked even when other fields are invalid, so `validate` lists every problem at
+  // once; the value may then be partly unparsed, hence the defensive reads.
+  .superRefine(
+    (c, ctx) => {
+      const routes: unknown = c.routes;
+      const upstreams: unknown = c.upstreams;
+      if (!Array.isArray(routes)) return;
+      const known = typeof upstreams === 'object' && upstreams !== null ? Object.keys(upstreams) : [];
+      const seen = new Set<string>();
+      routes.forEach((r: { path?: unknown; upstreams?: unknown }, i) => {
+        if (typeof r !== 'object' || r === null) return;
+        if (typeof r.path === 'string') {
+          if (seen.has(r.path)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['routes', i, 'path'],
+              message: `duplicate route path ${r.path}`,
+            });
+          }
+          seen.add(r.path);
+        }
+        if (!Array.isArray(r.upstreams)) return;
+        r.upstreams.forEach((u: unknown, j) => {
+          if (typeof u === 'string' && !known.includes(u)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['routes', i, 'upstreams', j],
+              message: `unknown upstream "${u}"; defined upstreams: ${known.join(', ') || '(none)'}`,
+            });
+          }
         });
-      seen.add(r.path);
-      r.upstreams.forEach((u, j) => {
-        if (!(u in c.upstreams)) {
-          const known = Object.keys(c.upstreams).join(', ') || '(none)';
+        if (r.upstreams.length > 1) {
           ctx.addIssue({
             code: 'custom',
-            path: ['routes', i, 'upstreams', j],
-            message: `unknown upstream "${u}"; defined upstreams: ${known}`,
+            path: ['routes', i, 'upstreams'],
+            message:
+              'this version serves one upstream per route; aggregation of several upstreams is not available yet',
           });
         }
       });
-      if (r.upstreams.length > 1) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['routes', i, 'upstreams'],
-          message:
-            'this version serves one upstream per route; aggregation of several upstreams is not available yet',
-        });
-      }
-    });
-  });
+    },
+    { when: () => true },
+  );
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

@@ -168,7 +168,7 @@ export class Router {
         return response;
       }
     }
-    const key = session.trackRequest(req.id, target.upstream);
+    const { key, tracked } = session.trackRequest(req.id, target.upstream);
     const t = performance.now();
     let response: JsonRpcResponse;
     let outcome: Outcome;
@@ -185,7 +185,7 @@ export class Router {
       outcome = e.code === 'ERR_CANCELLED' ? 'cancelled' : 'upstream_error';
       response = e.toResponse(req.id);
     } finally {
-      session.inflight.delete(key);
+      session.untrackRequest(key, tracked);
     }
     const upstreamMs = performance.now() - t;
     if (!chain.empty)

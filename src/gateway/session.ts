@@ -106,7 +106,11 @@ export class GatewaySession {
 
   /** A message from an upstream outside any request: to the GET stream, or kept until one opens. */
   deliver(upstream: string, m: JsonRpcMessage): void {
-    const out = GatewaySession.rewriteForClient(upstream, m);
+    this.sendToClient(GatewaySession.rewriteForClient(upstream, m));
+  }
+
+  /** A message ready for the client (ids already rewritten): on the GET stream, or kept until one opens. */
+  sendToClient(out: JsonRpcMessage): void {
     if (this.#stream?.send(out)) return;
     if (this.#pending.length >= MAX_PENDING) {
       const dropped = this.#pending.shift();
@@ -152,10 +156,19 @@ export class GatewaySession {
     this.#stream = undefined;
   }
 
-  trackRequest(clientId: JsonRpcId, upstream: string): string {
+  /** Records a request in flight; a client reusing an id while the first is in flight replaces it. */
+  trackRequest(
+    clientId: JsonRpcId,
+    upstream: string,
+  ): { key: string; tracked: { upstream: string; id: JsonRpcId } } {
     const key = idKey(clientId);
-    this.inflight.set(key, { upstream, id: clientId });
-    return key;
+    const tracked = { upstream, id: clientId };
+    this.inflight.set(key, tracked);
+    return { key, tracked };
+  }
+
+  untrackRequest(key: string, tracked: { upstream: string; id: JsonRpcId }): void {
+    if (this.inflight.get(key) === tracked) this.inflight.delete(key);
   }
 
   async close(): Promise<void> {

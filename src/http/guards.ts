@@ -16,10 +16,15 @@ export function buildOriginPolicy(opts: {
   allowedHosts: string[] | undefined;
 }): OriginPolicy {
   const scheme = opts.tls ? 'https' : 'http';
-  const defaultHosts = new Set(['localhost', '127.0.0.1', '[::1]', bracket(opts.listenHost)]);
+  const defaultPort = opts.tls ? 443 : 80;
+  const listenHost = bracket(opts.listenHost.toLowerCase());
+  const defaultHosts = new Set(['localhost', '127.0.0.1', '[::1]', listenHost]);
   const publicUrl = opts.publicUrl ? new URL(opts.publicUrl) : undefined;
   if (publicUrl) defaultHosts.add(publicUrl.hostname);
-  const hosts = opts.allowedHosts ? new Set(opts.allowedHosts.map((h) => h.toLowerCase())) : defaultHosts;
+  // Entries may be written as Host header values (with a port) or bare IPv6 addresses: compare host parts.
+  const hosts = opts.allowedHosts
+    ? new Set(opts.allowedHosts.map((h) => (h === '*' ? h : hostEntry(h.toLowerCase()))))
+    : defaultHosts;
   const anyHost = hosts.has('*');
   // Default origins name the bound port, so they are computed on first use (after listen).
   let origins: Set<string> | undefined = opts.allowedOrigins
@@ -28,7 +33,10 @@ export function buildOriginPolicy(opts: {
   const defaultOrigins = () => {
     const set = new Set<string>();
     const port = opts.port();
-    for (const h of ['localhost', '127.0.0.1', '[::1]', bracket(opts.listenHost)]) set.add(`${scheme}://${h}:${port}`);
+    for (const h of ['localhost', '127.0.0.1', '[::1]', listenHost]) {
+      set.add(`${scheme}://${h}:${port}`);
+      if (port === defaultPort) set.add(`${scheme}://${h}`); // browsers omit the default port
+    }
     if (publicUrl) set.add(publicUrl.origin);
     return set;
   };
@@ -46,6 +54,12 @@ export function buildOriginPolicy(opts: {
   };
 }
 
+/** An allowed_hosts entry as a host part: port dropped, a bare IPv6 address bracketed like in Host. */
+function hostEntry(h: string): string {
+  if (h.startsWith('[')) return hostname(h);
+  return h.split(':').length > 2 ? `[${h}]` : hostname(h);
+}
+
 function bracket(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
@@ -60,14 +74,26 @@ function hostname(hostHeader: string): string {
   return colon < 0 ? hostHeader : hostHeader.slice(0, colon);
 }
 
-/** Whether an Accept header admits a media type (with type/* and *\/* wildcards; q=0 refuses). */
+/**
+ * Whether an Accept header admits a media type (RFC 9110 §12.5.1): the most specific matching range
+ * decides (type/subtype over type/* over *\/*), and q=0 refuses.
+ */
 export function accepts(accept: string | undefined, type: string): boolean {
   if (!accept) return false;
-  const [major] = type.split('/');
+  const major = type.slice(0, type.indexOf('/'));
+  let best = -1;
+  let bestQ = 0;
   for (const part of accept.split(',')) {
-    const [range, ...params] = part.trim().toLowerCase().split(';');
-    if (params.some((p) => /^\s*q\s*=\s*0(\.0*)?\s*$/.test(p))) continue;
-    if (range === type || range === '*/*' || range === `${major}/*`) return true;
+    const [rawRange = '', ...params] = part.split(';');
+    const range = rawRange.trim().toLowerCase();
+    const specificity = range === type ? 2 : range === `${major}/*` ? 1 : range === '*/*' ? 0 : -1;
+    if (specificity <= best) continue;
+    best = specificity;
+    bestQ = 1;
+    for (const p of params) {
+      const [k, v] = p.split('=');
+      if (k?.trim().toLowerCase() === 'q') bestQ = Number(v?.trim());
+    }
   }
-  return false;
+  return best >= 0 && bestQ > 0;
 }

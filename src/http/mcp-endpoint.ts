@@ -2,10 +2,9 @@
 // choice), GET (the server→client stream) and DELETE (end the session), with every transport rule of
 // 2025-03-26..2025-11-25 enforced before a message reaches the router.
 
-import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ReplyChannel, RequestMeta, Router } from '../gateway/router.ts';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ReplayableStream } from '../gateway/replay.ts';
+import type { ReplyChannel, RequestMeta, Router } from '../gateway/router.ts';
 import type { GatewaySession } from '../gateway/session.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
 import { Errors, type GatehouseError } from '../mcp/errors.ts';
@@ -203,7 +202,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       stream() {},
       pause() {},
       send(msg) {
-        session.deliver('', msg);
+        session.sendToClient(msg);
       },
     };
     const responses: JsonRpcResponse[] = await Promise.all(
@@ -254,5 +253,3 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     },
   });
 }
-
-export const newRequestId = (): string => randomUUID();

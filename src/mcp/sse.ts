@@ -7,11 +7,11 @@ export interface SseEvent {
   retry?: number;
 }
 
-/** Encodes one event. Data lines are split so that a newline in data can never forge a field. */
+/** Encodes one event. Line breaks in data are split into data lines; in id and event they are dropped. */
 export function encodeSseEvent(data: string, id?: string, event?: string): string {
   let out = '';
-  if (event) out += `event: ${event}\n`;
-  if (id !== undefined) out += `id: ${id}\n`;
+  if (event) out += `event: ${event.replace(/[\r\n]/g, '')}\n`;
+  if (id !== undefined) out += `id: ${id.replace(/[\r\n]/g, '')}\n`;
   if (data.includes('\n') || data.includes('\r')) {
     for (const line of data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
   } else {
@@ -32,6 +32,9 @@ export class SseDecoder {
   #id: string | undefined;
   #retry: number | undefined;
   #lastEventId: string | undefined;
+  #streamRetry: number | undefined;
+  #start = true;
+  #skipLf = false;
   readonly #maxEventBytes: number;
   readonly #onEvent: (e: SseEvent) => void;
 
@@ -44,8 +47,22 @@ export class SseDecoder {
     return this.#lastEventId;
   }
 
+  /** The last reconnection delay the stream asked for (a stream setting, not tied to an event). */
+  get retry(): number | undefined {
+    return this.#streamRetry;
+  }
+
   /** Throws RangeError when an event exceeds the size bound. */
   push(chunk: string): void {
+    if (this.#start) {
+      this.#start = false;
+      if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1); // one leading BOM is ignored
+    }
+    // A CR ended the previous chunk: it was a line end, and an LF right after it belongs to it.
+    if (this.#skipLf && chunk.length > 0) {
+      this.#skipLf = false;
+      if (chunk.charCodeAt(0) === 10) chunk = chunk.slice(1);
+    }
     this.#buf += chunk;
     let start = 0;
     for (;;) {
@@ -58,9 +75,9 @@ export class SseDecoder {
           break;
         }
         if (c === 13) {
-          if (i + 1 >= this.#buf.length) break; // wait: could be \r\n split across chunks
           nl = i;
-          skip = this.#buf.charCodeAt(i + 1) === 10 ? 2 : 1;
+          if (i + 1 >= this.#buf.length) this.#skipLf = true;
+          else if (this.#buf.charCodeAt(i + 1) === 10) skip = 2;
           break;
         }
       }
@@ -111,7 +128,10 @@ export class SseDecoder {
         }
         break;
       case 'retry':
-        if (/^\d+$/.test(value)) this.#retry = Number(value);
+        if (/^\d+$/.test(value)) {
+          this.#retry = Number(value);
+          this.#streamRetry = this.#retry;
+        }
         break;
     }
   }

@@ -128,7 +128,7 @@ export class StreamableHttpUpstream implements Upstream {
       this.#status = 'up';
       this.#since = Date.now();
       this.#lastError = undefined;
-      this.options.logger.info({ upstream: this.name }, 'upstream is up');
+      this.options.logger.info('upstream is up');
     }
   }
 
@@ -138,7 +138,7 @@ export class StreamableHttpUpstream implements Upstream {
     if (this.#status !== 'down') {
       this.#status = 'down';
       this.#since = Date.now();
-      this.options.logger.warn({ upstream: this.name, err: message }, 'upstream is down');
+      this.options.logger.warn({ err: message }, 'upstream is down');
     }
   }
 
@@ -309,7 +309,7 @@ class HttpUpstreamSession implements UpstreamSession {
     } finally {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      this.#pending.delete(key);
+      if (this.#pending.get(key)?.upstreamId === upstreamId) this.#pending.delete(key);
       up.release();
     }
   }
@@ -368,7 +368,6 @@ class HttpUpstreamSession implements UpstreamSession {
     const max = this.#up.options.maxMessageBytes;
     return new Promise<JsonRpcResponse>((resolve, reject) => {
       let settled = false;
-      let retryMs = 1000;
       let body = first;
       const settle = (err: unknown, answer?: JsonRpcResponse) => {
         if (settled) return;
@@ -376,17 +375,16 @@ class HttpUpstreamSession implements UpstreamSession {
         signal.removeEventListener('abort', onAbort);
         if (answer) {
           resolve(answer);
-          const drain = setTimeout(() => body.destroy(), 5_000);
+          const drain = setTimeout(() => discard(body), 5_000);
           drain.unref();
         } else {
-          body.destroy();
+          discard(body);
           reject(err);
         }
       };
       const onAbort = () => settle(signal.reason);
       signal.addEventListener('abort', onAbort, { once: true });
       const decoder = new SseDecoder((ev) => {
-        if (ev.retry !== undefined) retryMs = ev.retry;
         if (ev.data === '' || settled) return;
         const msg = parseMessage(ev.data, this.upstream);
         if (isResponse(msg)) {
@@ -417,7 +415,7 @@ class HttpUpstreamSession implements UpstreamSession {
             );
           }
           opts.onPause?.();
-          await delay(Math.min(retryMs, 30_000), signal);
+          await delay(Math.min(decoder.retry ?? 1000, 30_000), signal);
           const headers = { ...this.#headers(), accept: 'text/event-stream', 'last-event-id': lastEventId };
           const res = await this.#up.send('GET', headers, undefined, signal);
           if (
@@ -439,7 +437,7 @@ class HttpUpstreamSession implements UpstreamSession {
   async #readText(body: Body, contentLength: string | string[] | undefined): Promise<string> {
     const max = this.#up.options.maxMessageBytes;
     if (typeof contentLength === 'string' && Number(contentLength) > max) {
-      body.destroy();
+      discard(body);
       throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
     }
     const chunks: Buffer[] = [];
@@ -448,7 +446,7 @@ class HttpUpstreamSession implements UpstreamSession {
       const b = chunk as Buffer;
       size += b.length;
       if (size > max) {
-        body.destroy();
+        discard(body);
         throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
       }
       chunks.push(b);
@@ -524,7 +522,7 @@ class HttpUpstreamSession implements UpstreamSession {
             this.#serverHandler?.(parseMessage(ev.data, this.upstream));
           } catch (err) {
             this.#up.options.logger.warn(
-              { upstream: this.upstream, err: (err as Error).message },
+              { err: (err as Error).message },
               'dropped a malformed message from the upstream GET stream',
             );
           }
@@ -535,10 +533,7 @@ class HttpUpstreamSession implements UpstreamSession {
       } catch (err) {
         if (this.#closed || signal.aborted) return;
         failures++;
-        this.#up.options.logger.debug(
-          { upstream: this.upstream, err: (err as Error).message },
-          'upstream GET stream failed',
-        );
+        this.#up.options.logger.debug({ err: (err as Error).message }, 'upstream GET stream failed');
       }
       await delay(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), signal).catch(() => {});
     }
@@ -563,6 +558,12 @@ class HttpUpstreamSession implements UpstreamSession {
       // the upstream may already be gone; its session then expires on its own
     }
   }
+}
+
+/** Drops a body we will not read; its late 'error' (aborted) must not become an uncaught exception. */
+function discard(body: Body): void {
+  (body as unknown as NodeJS.EventEmitter).on('error', () => {});
+  body.destroy();
 }
 
 function tryParse(text: string): unknown {

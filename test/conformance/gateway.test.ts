@@ -13,7 +13,8 @@ const RUN_TIMEOUT_MS = 180_000;
 /** Per scenario, how many checks the suite marked SUCCESS. */
 function successes(r: ConformanceResult): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const [scenario, checks] of Object.entries(r.checks)) out[scenario] = checks.filter((c) => c.status === 'SUCCESS').length;
+  for (const [scenario, checks] of Object.entries(r.checks))
+    out[scenario] = checks.filter((c) => c.status === 'SUCCESS').length;
   return out;
 }
 
@@ -24,7 +25,9 @@ function expectNoRegression(direct: ConformanceResult, via: ConformanceResult): 
   expect(lost, `scenarios passing directly but not through the gateway: ${lost.join(', ')}`).toEqual([]);
   const d = successes(direct);
   const v = successes(via);
-  const weaker = direct.passed.filter((s) => (v[s] ?? 0) < (d[s] ?? 0)).map((s) => `${s} (${v[s] ?? 0} < ${d[s]})`);
+  const weaker = direct.passed
+    .filter((s) => (v[s] ?? 0) < (d[s] ?? 0))
+    .map((s) => `${s} (${v[s] ?? 0} < ${d[s]})`);
   expect(weaker, 'scenarios with fewer SUCCESS checks through the gateway').toEqual([]);
 }
 

@@ -62,7 +62,10 @@ describe('SDK client → gateway → server-everything', () => {
       expect(JSON.stringify(sum.content)).toContain('42');
       const img = await c.callTool({ name: 'get-tiny-image', arguments: {} });
       expect((img.content as { type: string }[]).some((x) => x.type === 'image')).toBe(true);
-      const structured = await c.callTool({ name: 'get-structured-content', arguments: { location: 'New York' } });
+      const structured = await c.callTool({
+        name: 'get-structured-content',
+        arguments: { location: 'New York' },
+      });
       expect(structured.structuredContent).toBeTypeOf('object');
     } finally {
       await c.close();
@@ -121,7 +124,9 @@ describe('SDK client → gateway → server-everything', () => {
         action: 'accept',
         content: { color: 'red', number: 7, pets: 'dogs' },
       }));
-      c.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [{ uri: 'file:///tmp/gatehouse-root', name: 'root' }] }));
+      c.setRequestHandler(ListRootsRequestSchema, async () => ({
+        roots: [{ uri: 'file:///tmp/gatehouse-root', name: 'root' }],
+      }));
       const sampled = await c.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'ping?' } });
       expect(JSON.stringify(sampled.content)).toContain('test-model');
       const elicited = await c.callTool({ name: 'trigger-elicitation-request', arguments: {} });
@@ -178,7 +183,11 @@ describe('SDK client → gateway → server-everything', () => {
       await ta.terminateSession();
       const res = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': ta.sessionId ?? 'x' },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': ta.sessionId ?? 'x',
+        },
         body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
       });
       expect(res.status).toBe(404);
@@ -211,7 +220,9 @@ describe('SDK client → gateway → demo server', () => {
       const add = await c.callTool({ name: 'add', arguments: { a: 1.5, b: 2 } });
       expect(add.structuredContent).toEqual({ sum: 3.5 });
       const progress: number[] = [];
-      await c.callTool({ name: 'slow_count', arguments: { to: 3 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
+      await c.callTool({ name: 'slow_count', arguments: { to: 3 } }, undefined, {
+        onprogress: (p) => progress.push(p.progress),
+      });
       expect(progress.length).toBeGreaterThan(0);
       const resources = (await c.listResources()).resources;
       expect(resources.length).toBeGreaterThan(0);

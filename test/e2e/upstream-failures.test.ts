@@ -2,7 +2,11 @@
 // garbage or too much, run out of concurrency, forget the session. The client always gets a JSON-RPC
 // error that names the upstream, and the gateway keeps serving. Then a graceful shutdown.
 
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -10,10 +14,12 @@ import {
   destroyBeforeHeaders,
   hang,
   hangAfterProgress,
+  httpErrorOversized,
   type MisbehavingUpstream,
   malformedJson,
   malformedSse,
   oversizedJson,
+  oversizedJsonChunked,
   oversizedSse,
   progressThenDestroy,
   startMisbehavingUpstream,
@@ -60,7 +66,12 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
     body: JSON.stringify(body),
   });
   const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, messages: parseMessages(text, String(res.headers['content-type'] ?? '')) };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    text,
+    messages: parseMessages(text, String(res.headers['content-type'] ?? '')),
+  };
 }
 
 function initializeBody(version: string): Msg {
@@ -68,7 +79,11 @@ function initializeBody(version: string): Msg {
     jsonrpc: '2.0',
     id: 'init',
     method: 'initialize',
-    params: { protocolVersion: version, capabilities: {}, clientInfo: { name: 'failures-test', version: '1.0.0' } },
+    params: {
+      protocolVersion: version,
+      capabilities: {},
+      clientInfo: { name: 'failures-test', version: '1.0.0' },
+    },
   };
 }
 
@@ -99,7 +114,11 @@ class Session {
   }
 
   /** tools/call with a fresh id; returns the answer and that id. */
-  async call(name: string, args: Msg = {}, progressToken?: string): Promise<{ answer: Answer; id: number; last: Msg }> {
+  async call(
+    name: string,
+    args: Msg = {},
+    progressToken?: string,
+  ): Promise<{ answer: Answer; id: number; last: Msg }> {
     const id = this.#next++;
     const params: Msg = { name, arguments: args };
     if (progressToken !== undefined) params._meta = { progressToken };
@@ -142,8 +161,10 @@ const TOOLS = {
   malformed_json: malformedJson,
   malformed_sse: malformedSse,
   oversized_json: oversizedJson(8192),
+  oversized_json_chunked: oversizedJsonChunked(8192),
   oversized_sse: oversizedSse(8192),
   slow: answerAfter(800, 'slow done'),
+  http_500_oversized: httpErrorOversized(8192),
 };
 
 describe('an upstream that breaks the connection mid-call', () => {
@@ -276,7 +297,9 @@ describe('an upstream that answers garbage or too much (limits.max_response_byte
 
   beforeAll(async () => {
     upstream = await startMisbehavingUpstream({ tools: TOOLS });
-    gw = await startGateway(gatewayConfig(upstream.url, 'request_timeout: 10s', 'limits: { max_response_bytes: 2KiB }'));
+    gw = await startGateway(
+      gatewayConfig(upstream.url, 'request_timeout: 10s', 'limits: { max_response_bytes: 2KiB }'),
+    );
     url = `${gw.base}/mcp`;
     s = await Session.open(url);
   });
@@ -289,6 +312,7 @@ describe('an upstream that answers garbage or too much (limits.max_response_byte
     { tool: 'malformed_json', message: 'malformed JSON' },
     { tool: 'malformed_sse', message: 'malformed JSON' },
     { tool: 'oversized_json', message: 'larger than 2048 bytes' },
+    { tool: 'oversized_json_chunked', message: 'larger than 2048 bytes' },
     { tool: 'oversized_sse', message: 'larger than 2048 bytes' },
   ])('$tool → -32004 naming the upstream ($message)', async ({ tool, message }) => {
     const { answer, id, last } = await s.call(tool);
@@ -369,7 +393,9 @@ describe('an upstream that forgets the session (404)', () => {
     await s.expectEcho('after');
     expect(upstream.initializeCount).toBe(inits + 1);
     // The new upstream session is the one now in use.
-    const lastCall = upstream.received.filter((r) => (r.body as Msg | undefined)?.method === 'tools/call').at(-1);
+    const lastCall = upstream.received
+      .filter((r) => (r.body as Msg | undefined)?.method === 'tools/call')
+      .at(-1);
     expect(lastCall?.headers['mcp-session-id']).toBe(upstream.issuedSessionIds.at(-1));
   });
 });
@@ -384,32 +410,132 @@ describe('graceful shutdown', () => {
     await upstream?.close();
   });
 
-  it('a slow call in flight completes; new connections are refused', async () => {
-    const gw = await startGateway(gatewayConfig(upstream.url, 'request_timeout: 10s', 'shutdown_timeout: 5s'));
-    const port = Number(new URL(gw.base).port);
-    const s = await Session.open(`${gw.base}/mcp`);
-    const seen = upstream.received.length;
-    const inFlight = s.call('slow');
-    // Wait until the upstream has the call, then begin the shutdown.
-    for (let i = 0; i < 200 && !upstream.received.slice(seen).some((r) => (r.body as Msg | undefined)?.method === 'tools/call'); i++) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const closing = gw.close();
-    await new Promise((r) => setTimeout(r, 100));
-    const refused = await new Promise<string>((resolve) => {
-      const sock = connect(port, '127.0.0.1');
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve('connected');
+  it('a slow call in flight completes; new connections are refused; the stop does not wait for the deadline', async () => {
+    const gw = await startGateway(
+      gatewayConfig(upstream.url, 'request_timeout: 10s', 'shutdown_timeout: 10s'),
+    );
+    try {
+      const port = Number(new URL(gw.base).port);
+      const s = await Session.open(`${gw.base}/mcp`);
+      const seen = upstream.received.length;
+      const inFlight = s.call('slow').then((r) => ({ ...r, at: performance.now() }));
+      // Wait until the upstream has the call, then begin the shutdown.
+      const hasCall = () =>
+        upstream.received.slice(seen).some((r) => (r.body as Msg | undefined)?.method === 'tools/call');
+      for (let i = 0; i < 200 && !hasCall(); i++) await new Promise((r) => setTimeout(r, 5));
+      expect(hasCall()).toBe(true);
+      const closing = gw.close().then(() => performance.now());
+      await new Promise((r) => setTimeout(r, 100));
+      const refused = await new Promise<string>((resolve) => {
+        const sock = connect(port, '127.0.0.1');
+        sock.once('connect', () => {
+          sock.destroy();
+          resolve('connected');
+        });
+        sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
       });
-      sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      expect(refused).toBe('ECONNREFUSED');
+      const { answer, last, at } = await inFlight;
+      expect(answer.status).toBe(200);
+      expect(last.result).toEqual({ content: [{ type: 'text', text: 'slow done' }] });
+      const closedAt = await closing;
+      // The upstream session was ended with DELETE once the call was done.
+      expect(upstream.received.slice(seen).some((r) => r.httpMethod === 'DELETE')).toBe(true);
+      // Nothing is left in flight once the call is answered: the stop must not sit out shutdown_timeout (10s)
+      // because the client's connection stayed open as keep-alive.
+      expect(closedAt - at).toBeLessThan(3000);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+/** Runs `gatehouse serve` as its own process; resolves once it prints its address. */
+async function serveProcess(
+  configText: string,
+): Promise<{ child: ChildProcess; base: string; output(): string; stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-failures-'));
+  const file = join(dir, 'gatehouse.yaml');
+  await writeFile(file, configText);
+  const child = spawn(
+    process.execPath,
+    ['src/cli/main.ts', 'serve', '-c', file, '--host', '127.0.0.1', '--port', '0'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c.toString('utf8');
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    out += c.toString('utf8');
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const base = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`gatehouse serve did not start:\n${out}`)), 15_000);
+      const onData = () => {
+        const m = /Gatehouse listening on (http:\/\/\S+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!.replace('localhost', '127.0.0.1'));
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`gatehouse serve exited (${signal ?? code}) before listening:\n${out}`));
+      });
     });
-    expect(refused).toBe('ECONNREFUSED');
-    const { answer, last } = await inFlight;
-    expect(answer.status).toBe(200);
-    expect(last.result).toEqual({ content: [{ type: 'text', text: 'slow done' }] });
-    await closing;
-    // The upstream session was ended with DELETE once the call was done.
-    expect(upstream.received.slice(seen).some((r) => r.httpMethod === 'DELETE')).toBe(true);
+    return { child, base, output: () => out, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+describe('the gateway process survives every upstream failure (a real `gatehouse serve`)', () => {
+  let upstream: MisbehavingUpstream;
+
+  beforeAll(async () => {
+    upstream = await startMisbehavingUpstream({ tools: TOOLS });
+  });
+  afterAll(async () => {
+    await upstream?.close();
+  });
+
+  it.each([
+    { tool: 'die_mid_stream', code: -32001 },
+    { tool: 'die_before_headers', code: -32001 },
+    { tool: 'malformed_json', code: -32004 },
+    { tool: 'malformed_sse', code: -32004 },
+    { tool: 'oversized_json', code: -32004 },
+    { tool: 'oversized_json_chunked', code: -32004 },
+    { tool: 'oversized_sse', code: -32004 },
+    { tool: 'http_500_oversized', code: -32001 },
+  ])('$tool → $code, and the process still serves the next call', async ({ tool, code }) => {
+    const gw = await serveProcess(
+      `${gatewayConfig(upstream.url, 'request_timeout: 10s', 'limits: { max_response_bytes: 2KiB }')}\nlog: { level: error }\n`,
+    );
+    try {
+      const s = await Session.open(`${gw.base}/mcp`);
+      const { last } = await s.call(tool);
+      expect(errorOf(last).code).toBe(code);
+      expect(errorOf(last).message).toContain('upstream "flaky"');
+      // Give a deferred crash (an unhandled 'error' event) the chance to happen.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(gw.child.exitCode, gw.output()).toBeNull();
+      await s.expectEcho(`after ${tool}`);
+    } finally {
+      await gw.stop();
+    }
   });
 });

@@ -3,11 +3,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import { schemaText } from '../../src/cli/schema.ts';
+import { parseConfig } from '../../src/config/load.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const REGENERATE = 'config.schema.json is out of date with src/config/schema.ts: regenerate it with `node src/cli/main.ts schema > config.schema.json`';
+const REGENERATE =
+  'config.schema.json is out of date with src/config/schema.ts: regenerate it with `node src/cli/main.ts schema > config.schema.json`';
 
 /** What the examples read from the environment (their headers say so). */
 const EXAMPLE_ENV: NodeJS.ProcessEnv = {
@@ -28,7 +29,9 @@ describe('config.schema.json', () => {
     expect(schema.$id).toBe('https://gatehouse.dev/config.schema.json');
     expect(schema.required).toEqual(['upstreams', 'routes']);
     expect(schema.additionalProperties).toBe(false);
-    expect(Object.keys(schema.properties as object)).toEqual(expect.arrayContaining(['listen', 'upstreams', 'routes', 'public_url']));
+    expect(Object.keys(schema.properties as object)).toEqual(
+      expect.arrayContaining(['listen', 'upstreams', 'routes', 'public_url']),
+    );
   });
 });
 
@@ -42,5 +45,15 @@ describe('examples', () => {
   it.each(examples)('%s is a valid config', (name) => {
     const text = readFileSync(`${root}examples/${name}`, 'utf8');
     expect(() => parseConfig(text, `examples/${name}`, EXAMPLE_ENV)).not.toThrow();
+  });
+});
+
+describe('docs/configuration.md', () => {
+  it('is exactly what scripts/config-docs.ts generates from the schema', async () => {
+    const { configReference } = await import('../../scripts/config-docs.ts');
+    expect(
+      readFileSync(`${root}docs/configuration.md`, 'utf8'),
+      'docs/configuration.md is out of date: regenerate it with `node scripts/config-docs.ts > docs/configuration.md`',
+    ).toBe(configReference());
   });
 });

@@ -16,15 +16,24 @@ import {
 describe('invalidMessageReason', () => {
   it.each<[string, unknown]>([
     ['a request', { jsonrpc: '2.0', id: 1, method: 'tools/list' }],
-    ['a request with a string id and params', { jsonrpc: '2.0', id: 'abc', method: 'tools/call', params: { name: 'x' } }],
+    [
+      'a request with a string id and params',
+      { jsonrpc: '2.0', id: 'abc', method: 'tools/call', params: { name: 'x' } },
+    ],
     ['a request with id 0', { jsonrpc: '2.0', id: 0, method: 'ping' }],
     ['a request with a negative id', { jsonrpc: '2.0', id: -5, method: 'ping' }],
     ['a request with an empty string id', { jsonrpc: '2.0', id: '', method: 'ping' }],
     ['a notification', { jsonrpc: '2.0', method: 'notifications/initialized' }],
-    ['a notification with params', { jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1 } }],
+    [
+      'a notification with params',
+      { jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1 } },
+    ],
     ['a success response', { jsonrpc: '2.0', id: 1, result: {} }],
     ['an error response', { jsonrpc: '2.0', id: 'x', error: { code: -32601, message: 'Method not found' } }],
-    ['an error response with data', { jsonrpc: '2.0', id: 2, error: { code: -32000, message: 'm', data: [1] } }],
+    [
+      'an error response with data',
+      { jsonrpc: '2.0', id: 2, error: { code: -32000, message: 'm', data: [1] } },
+    ],
   ])('accepts %s', (_name, message) => {
     expect(invalidMessageReason(message)).toBeUndefined();
   });
@@ -37,7 +46,11 @@ describe('invalidMessageReason', () => {
     ['a missing jsonrpc', { id: 1, method: 'ping' }, /"jsonrpc" must be exactly "2.0"/],
     ['jsonrpc 1.0', { jsonrpc: '1.0', id: 1, method: 'ping' }, /"jsonrpc" must be exactly "2.0"/],
     ['jsonrpc as a number', { jsonrpc: 2.0, id: 1, method: 'ping' }, /"jsonrpc" must be exactly "2.0"/],
-    ['a null id on a request', { jsonrpc: '2.0', id: null, method: 'ping' }, /"id" must be a string or an integer/],
+    [
+      'a null id on a request',
+      { jsonrpc: '2.0', id: null, method: 'ping' },
+      /"id" must be a string or an integer/,
+    ],
     ['a fractional id', { jsonrpc: '2.0', id: 1.5, method: 'ping' }, /"id" must be a string or an integer/],
     ['an object id', { jsonrpc: '2.0', id: { a: 1 }, method: 'ping' }, /"id" must be a string or an integer/],
     ['a boolean id', { jsonrpc: '2.0', id: true, result: {} }, /"id" must be a string or an integer/],
@@ -46,8 +59,16 @@ describe('invalidMessageReason', () => {
     ['array params', { jsonrpc: '2.0', id: 1, method: 'm', params: [1, 2] }, /"params" must be an object/],
     ['null params', { jsonrpc: '2.0', id: 1, method: 'm', params: null }, /"params" must be an object/],
     ['string params', { jsonrpc: '2.0', method: 'm', params: 'x' }, /"params" must be an object/],
-    ['method and result', { jsonrpc: '2.0', id: 1, method: 'm', result: {} }, /both "method" and "result"\/"error"/],
-    ['method and error', { jsonrpc: '2.0', id: 1, method: 'm', error: { code: 1, message: 'x' } }, /both "method"/],
+    [
+      'method and result',
+      { jsonrpc: '2.0', id: 1, method: 'm', result: {} },
+      /both "method" and "result"\/"error"/,
+    ],
+    [
+      'method and error',
+      { jsonrpc: '2.0', id: 1, method: 'm', error: { code: 1, message: 'x' } },
+      /both "method"/,
+    ],
     ['neither method nor id', { jsonrpc: '2.0', result: {} }, /needs "method"/],
     ['an empty object with jsonrpc', { jsonrpc: '2.0' }, /needs "method"/],
     ['an id with neither result nor error', { jsonrpc: '2.0', id: 1 }, /exactly one of "result" and "error"/],
@@ -61,8 +82,16 @@ describe('invalidMessageReason', () => {
     ['a string result', { jsonrpc: '2.0', id: 1, result: 'ok' }, /"result" must be an object/],
     ['a null error', { jsonrpc: '2.0', id: 1, error: null }, /"error" must be an object/],
     ['an error without code', { jsonrpc: '2.0', id: 1, error: { message: 'x' } }, /integer "code"/],
-    ['an error with a fractional code', { jsonrpc: '2.0', id: 1, error: { code: 1.5, message: 'x' } }, /integer "code"/],
-    ['an error with a string code', { jsonrpc: '2.0', id: 1, error: { code: '-32600', message: 'x' } }, /integer "code"/],
+    [
+      'an error with a fractional code',
+      { jsonrpc: '2.0', id: 1, error: { code: 1.5, message: 'x' } },
+      /integer "code"/,
+    ],
+    [
+      'an error with a string code',
+      { jsonrpc: '2.0', id: 1, error: { code: '-32600', message: 'x' } },
+      /integer "code"/,
+    ],
     ['an error without message', { jsonrpc: '2.0', id: 1, error: { code: -32600 } }, /string "message"/],
   ])('refuses %s', (_name, message, reason) => {
     expect(invalidMessageReason(message)).toMatch(reason);
@@ -71,7 +100,9 @@ describe('invalidMessageReason', () => {
 
 describe('parseBody', () => {
   it('parses one request without treating it as a batch', () => {
-    const parsed = parseBody('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}');
+    const parsed = parseBody(
+      '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}',
+    );
     expect(parsed).toEqual({
       ok: true,
       batch: false,
@@ -80,8 +111,16 @@ describe('parseBody', () => {
   });
 
   it('keeps the parsed object as is (no rebuilding, unknown members preserved)', () => {
-    const parsed = parseBody('{"jsonrpc":"2.0","id":"a","method":"x","params":{"_meta":{"k":1}},"extra":true}');
-    expect(parsed.ok && parsed.messages[0]).toEqual({ jsonrpc: '2.0', id: 'a', method: 'x', params: { _meta: { k: 1 } }, extra: true });
+    const parsed = parseBody(
+      '{"jsonrpc":"2.0","id":"a","method":"x","params":{"_meta":{"k":1}},"extra":true}',
+    );
+    expect(parsed.ok && parsed.messages[0]).toEqual({
+      jsonrpc: '2.0',
+      id: 'a',
+      method: 'x',
+      params: { _meta: { k: 1 } },
+      extra: true,
+    });
   });
 
   it('parses a batch of mixed messages in order', () => {
@@ -95,7 +134,11 @@ describe('parseBody', () => {
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
     expect(parsed.batch).toBe(true);
-    expect(parsed.messages.map((m) => ('method' in m ? m.method : 'response'))).toEqual(['a', 'notifications/b', 'response']);
+    expect(parsed.messages.map((m) => ('method' in m ? m.method : 'response'))).toEqual([
+      'a',
+      'notifications/b',
+      'response',
+    ]);
   });
 
   it('answers a parse error (-32700) with the parser reason', () => {
@@ -107,23 +150,38 @@ describe('parseBody', () => {
     expect(parsed.message).toMatch(/^Parse error: /);
   });
 
-  it.each(['', '   ', 'undefined', "{'single':'quotes'}", '{"a":1}garbage'])('refuses non-JSON %j with -32700', (text) => {
-    const parsed = parseBody(text);
-    expect(parsed.ok === false && parsed.code).toBe(-32700);
-  });
+  it.each(['', '   ', 'undefined', "{'single':'quotes'}", '{"a":1}garbage'])(
+    'refuses non-JSON %j with -32700',
+    (text) => {
+      const parsed = parseBody(text);
+      expect(parsed.ok === false && parsed.code).toBe(-32700);
+    },
+  );
 
   it('refuses an empty batch with -32600', () => {
     expect(parseBody('[]')).toEqual({ ok: false, code: -32600, message: 'Invalid Request: empty batch' });
   });
 
   it('names the first bad batch item by index', () => {
-    const parsed = parseBody(JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'a' }, { jsonrpc: '2.0', id: 2, method: 'b' }, { id: 3 }]));
-    expect(parsed).toEqual({ ok: false, code: ErrorCode.InvalidRequest, message: 'Invalid Request: batch item 2: "jsonrpc" must be exactly "2.0"' });
+    const parsed = parseBody(
+      JSON.stringify([
+        { jsonrpc: '2.0', id: 1, method: 'a' },
+        { jsonrpc: '2.0', id: 2, method: 'b' },
+        { id: 3 },
+      ]),
+    );
+    expect(parsed).toEqual({
+      ok: false,
+      code: ErrorCode.InvalidRequest,
+      message: 'Invalid Request: batch item 2: "jsonrpc" must be exactly "2.0"',
+    });
   });
 
   it('refuses a nested batch', () => {
     const parsed = parseBody(JSON.stringify([[{ jsonrpc: '2.0', id: 1, method: 'a' }]]));
-    expect(parsed.ok === false && parsed.message).toBe('Invalid Request: batch item 0: a JSON-RPC message must be a JSON object');
+    expect(parsed.ok === false && parsed.message).toBe(
+      'Invalid Request: batch item 0: a JSON-RPC message must be a JSON object',
+    );
   });
 
   it.each<[string, string]>([
@@ -149,12 +207,24 @@ describe('message kinds', () => {
 
   it('tells requests, notifications and responses apart', () => {
     expect([isRequest(request), isNotification(request), isResponse(request)]).toEqual([true, false, false]);
-    expect([isRequest(notification), isNotification(notification), isResponse(notification)]).toEqual([false, true, false]);
-    expect([isRequest(response), isNotification(response), isResponse(response)]).toEqual([false, false, true]);
+    expect([isRequest(notification), isNotification(notification), isResponse(notification)]).toEqual([
+      false,
+      true,
+      false,
+    ]);
+    expect([isRequest(response), isNotification(response), isResponse(response)]).toEqual([
+      false,
+      false,
+      true,
+    ]);
   });
 
   it('builds error responses with data only when given', () => {
-    expect(errorResponse(1, -32601, 'nope')).toEqual({ jsonrpc: '2.0', id: 1, error: { code: -32601, message: 'nope' } });
+    expect(errorResponse(1, -32601, 'nope')).toEqual({
+      jsonrpc: '2.0',
+      id: 1,
+      error: { code: -32601, message: 'nope' },
+    });
     expect('data' in errorResponse(null, -32600, 'x').error).toBe(false);
     expect(errorResponse('a', -32000, 'x', { why: 1 })).toEqual({
       jsonrpc: '2.0',

@@ -4,7 +4,10 @@
 import { describe, expect, it } from 'vitest';
 import { encodeSseEvent, SseDecoder, type SseEvent } from '../../src/mcp/sse.ts';
 
-function decode(chunks: readonly string[], maxEventBytes = 1 << 20): { events: SseEvent[]; decoder: SseDecoder } {
+function decode(
+  chunks: readonly string[],
+  maxEventBytes = 1 << 20,
+): { events: SseEvent[]; decoder: SseDecoder } {
   const events: SseEvent[] = [];
   const decoder = new SseDecoder((e) => events.push(e), maxEventBytes);
   for (const c of chunks) decoder.push(c);
@@ -37,19 +40,26 @@ describe('encodeSseEvent', () => {
     ['CR', 'a\revent: evil\rid: 666\r\rdata: injected'],
     ['CRLF', 'a\r\nevent: evil\r\nid: 666\r\n\r\ndata: injected'],
     ['mixed', 'a\r\n\revent: evil\n\rid: 666'],
-  ])('turns every %s line break of data into a data line, so data cannot forge a field or an event', (_name, data) => {
-    const wire = encodeSseEvent(data);
-    for (const line of wire.split('\n').slice(0, -2)) expect(line).toMatch(/^data: /);
-    expect(wire).not.toMatch(/\r/);
-    const { events } = decode([wire]);
-    expect(events).toHaveLength(1);
-    expect(events[0]!.event).toBe('message');
-    expect(events[0]!.id).toBeUndefined();
-    expect(events[0]!.data).toBe(data.replace(/\r\n|\r/g, '\n'));
-  });
+  ])(
+    'turns every %s line break of data into a data line, so data cannot forge a field or an event',
+    (_name, data) => {
+      const wire = encodeSseEvent(data);
+      for (const line of wire.split('\n').slice(0, -2)) expect(line).toMatch(/^data: /);
+      expect(wire).not.toMatch(/\r/);
+      const { events } = decode([wire]);
+      expect(events).toHaveLength(1);
+      expect(events[0]!.event).toBe('message');
+      expect(events[0]!.id).toBeUndefined();
+      expect(events[0]!.data).toBe(data.replace(/\r\n|\r/g, '\n'));
+    },
+  );
 
   it('round-trips JSON (whose newlines are escaped) unchanged', () => {
-    const msg = JSON.stringify({ jsonrpc: '2.0', method: 'x', params: { text: 'line1\nline2\r\n', emoji: '✓' } });
+    const msg = JSON.stringify({
+      jsonrpc: '2.0',
+      method: 'x',
+      params: { text: 'line1\nline2\r\n', emoji: '✓' },
+    });
     const { events } = decode([encodeSseEvent(msg, '42')]);
     expect(events).toEqual([{ event: 'message', data: msg, id: '42' }]);
     expect(JSON.parse(events[0]!.data)).toEqual(JSON.parse(msg));
@@ -60,9 +70,8 @@ describe('encodeSseEvent', () => {
     expect(events[0]!.data).toBe('  x: y\n:not a comment');
   });
 
-  // BUG (src/mcp/sse.ts encodeSseEvent): `id` and `event` are written verbatim, so a line break in them
-  // forges fields and events. No caller passes untrusted ones today (sse-writer.ts sends data only).
-  it.fails('never lets a line break in id or event forge a field', () => {
+  // A line break in `id` or `event` must not forge fields or events.
+  it('never lets a line break in id or event forge a field', () => {
     const wire = encodeSseEvent('x', '1\ndata: forged\n\nid: 2', 'message\nretry: 1');
     const { events } = decode([wire]);
     expect(events).toHaveLength(1);
@@ -147,7 +156,9 @@ describe('SseDecoder', () => {
   });
 
   it('ignores a retry that is not all ASCII digits', () => {
-    const { events } = decode(['retry: 10s\ndata: a\n\nretry: -1\ndata: b\n\nretry: 1.5\ndata: c\n\nretry: 250\ndata: d\n\n']);
+    const { events } = decode([
+      'retry: 10s\ndata: a\n\nretry: -1\ndata: b\n\nretry: 1.5\ndata: c\n\nretry: 250\ndata: d\n\n',
+    ]);
     expect(events.map((e) => e.retry)).toEqual([undefined, undefined, undefined, 250]);
   });
 
@@ -196,25 +207,25 @@ describe('SseDecoder', () => {
     });
   });
 
-  // BUG (src/mcp/sse.ts SseDecoder.push): a trailing \r is held back in case \n follows in the next chunk,
-  // so with CR-only line endings an event is dispatched only when more bytes arrive — never, when it is
-  // the last one before the upstream goes quiet. WHATWG parsers end the line at \r and skip a following \n.
-  it.fails('dispatches a CR-terminated event without waiting for the next chunk', () => {
+  // WHATWG parsers end the line at \r and skip a following \n, even one that arrives in the next chunk.
+  it('dispatches a CR-terminated event without waiting for the next chunk', () => {
     expect(decode(['data: x\r\r']).events).toEqual([{ event: 'message', data: 'x' }]);
   });
 
-  // BUG (src/mcp/sse.ts SseDecoder): WHATWG says one leading U+FEFF must be ignored; the decoder reads it as
-  // part of the first field name, so the first event of a BOM-prefixed stream is lost (the upstream reader
-  // decodes with setEncoding('utf8'), which keeps the BOM).
-  it.fails('ignores a byte order mark at the start of the stream', () => {
+  // WHATWG: one leading U+FEFF is ignored.
+  it('ignores a byte order mark at the start of the stream', () => {
     expect(decode(['\uFEFFdata: first\n\n']).events).toEqual([{ event: 'message', data: 'first' }]);
   });
 
-  // BUG (src/mcp/sse.ts SseDecoder): `retry` is a stream setting (WHATWG sets the reconnection time as soon
-  // as the field is read), but it is only reported attached to a dispatched event, so a block carrying only
-  // `retry:` is dropped and the upstream's requested reconnection delay is ignored.
-  it.fails('reports a retry sent in a block of its own', () => {
-    const { events } = decode(['retry: 5000\n\n']);
-    expect(events.map((e) => e.retry)).toEqual([5000]);
+  // `retry` is a stream setting (WHATWG sets the reconnection time as soon as the field is read), so one
+  // sent in a block of its own is kept by the decoder even though no event is dispatched.
+  it('keeps a retry sent in a block of its own', () => {
+    const { events, decoder } = decode(['retry: 5000\n\n']);
+    expect(events).toEqual([]);
+    expect(decoder.retry).toBe(5000);
+  });
+
+  it('does not take a CR-terminated line for two line ends when the LF arrives in the next chunk', () => {
+    expect(decode(['data: a\r', '\ndata: b\r\n\r\n']).events).toEqual([{ event: 'message', data: 'a\nb' }]);
   });
 });

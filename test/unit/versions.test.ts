@@ -34,7 +34,16 @@ describe('protocol versions', () => {
   });
 
   it('answers with the latest version when the requested one is unknown or malformed', () => {
-    for (const v of ['2026-07-28', '1999-01-01', '', 20250618, null, undefined, ['2025-06-18'], { v: '2025-06-18' }]) {
+    for (const v of [
+      '2026-07-28',
+      '1999-01-01',
+      '',
+      20250618,
+      null,
+      undefined,
+      ['2025-06-18'],
+      { v: '2025-06-18' },
+    ]) {
       expect(negotiateVersion(v)).toBe(LATEST_VERSION);
     }
   });
@@ -47,6 +56,7 @@ describe('protocol versions', () => {
 
   it('primes resumable SSE streams (id + empty data, retry) from 2025-11-25 only', () => {
     expect(primesStreams('2025-11-25')).toBe(true);
-    for (const v of ['2025-06-18', '2025-03-26', '2024-11-05'] as const) expect(primesStreams(v), v).toBe(false);
+    for (const v of ['2025-06-18', '2025-03-26', '2024-11-05'] as const)
+      expect(primesStreams(v), v).toBe(false);
   });
 });
