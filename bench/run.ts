@@ -48,6 +48,11 @@ const settings = {
   durationMs: Number(values.duration) * 1000,
   warmupMs: Number(values.warmup) * 1000,
 };
+const counts = [...settings.concurrency, settings.rounds, settings.durationMs];
+if (!counts.every((n) => Number.isFinite(n) && n > 0) || !(settings.warmupMs >= 0)) {
+  console.error('--concurrency, --rounds and --duration must be positive numbers, --warmup zero or more');
+  process.exit(2);
+}
 const STARTUP_TIMEOUT_MS = 20_000;
 
 type Target = { name: TargetName; session: Session; relay: Child | undefined };

@@ -13,7 +13,8 @@ import { SessionRegistry } from './gateway/sessions.ts';
 import { buildEdge } from './http/server.ts';
 import { PolicyChain } from './policy/chain.ts';
 import { MemorySessionStore } from './state/session-store.ts';
-import { type ExchangeSink, noopSink } from './telemetry/events.ts';
+import { type ExchangeSink, fanOut } from './telemetry/events.ts';
+import { logSink } from './telemetry/log-sink.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 import { StreamableHttpUpstream } from './upstream/streamable-http.ts';
 import type { Upstream, UpstreamHealth } from './upstream/types.ts';
@@ -38,7 +39,9 @@ export interface Gateway {
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
   const { config, baseDir } = loaded;
   const logger = options.logger ?? createLogger(config.log.level);
-  const sink = options.sink ?? noopSink;
+  const sinks: ExchangeSink[] = options.sink ? [options.sink] : [];
+  if (logger.isLevelEnabled('debug')) sinks.push(logSink(logger));
+  const sink = fanOut(sinks);
 
   const upstreams = new Map<string, Upstream>();
   for (const [name, uc] of Object.entries(config.upstreams)) {

@@ -12,7 +12,7 @@ import {
 import { decodeServerRequestId } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
 import type { PolicyChain } from '../policy/chain.ts';
-import type { ExchangeSink, Outcome } from '../telemetry/events.ts';
+import { type ExchangeSink, noopSink, type Outcome } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { CallContext, CallTarget, Principal } from './context.ts';
@@ -60,10 +60,6 @@ export class Router {
     this.path = deps.path;
     this.#byName = new Map(deps.upstreams.map((u) => [u.name, u]));
     this.#only = deps.upstreams[0]!;
-  }
-
-  get upstreams(): readonly Upstream[] {
-    return this.#deps.upstreams;
   }
 
   /** initialize: a new session, its upstream sessions opened, the answer built from theirs. */
@@ -173,7 +169,7 @@ export class Router {
     let response: JsonRpcResponse;
     let outcome: Outcome;
     try {
-      const us = await session.upstream(target.upstream);
+      const us = session.readyUpstream(target.upstream) ?? (await session.upstream(target.upstream));
       response = await us.request(ctx.request, {
         onStream: () => channel.stream(),
         onPause: () => channel.pause(),
@@ -264,8 +260,10 @@ export class Router {
     outcome: Outcome,
     upstreamMs: number | undefined,
   ): void {
+    const sink = this.#deps.sink;
+    if (sink === noopSink) return; // nothing listens: build no event
     const t = typeof target === 'string' ? { upstream: target, original: undefined } : target;
-    this.#deps.sink.emit({
+    sink.emit({
       startedAt: meta.startedAt,
       route: this.path,
       sessionId,

@@ -28,6 +28,7 @@ export class GatewaySession {
   readonly principal: Principal | undefined;
   readonly #upstreams: ReadonlyMap<string, Upstream>;
   readonly #open = new Map<string, Promise<UpstreamSession>>();
+  readonly #ready = new Map<string, UpstreamSession>();
   /** Requests in flight by the client's id, for notifications/cancelled. */
   readonly inflight = new Map<string, { upstream: string; id: JsonRpcId }>();
   #stream: MessageStream | undefined;
@@ -63,6 +64,12 @@ export class GatewaySession {
     return this.#stream !== undefined;
   }
 
+  /** The upstream session for `name` if it is open: the synchronous fast path of upstream(). */
+  readyUpstream(name: string): UpstreamSession | undefined {
+    const s = this.#ready.get(name);
+    return s && !s.closed ? s : undefined;
+  }
+
   /** The upstream session for `name`, opened on first use and re-opened if the upstream forgot it. */
   async upstream(name: string): Promise<UpstreamSession> {
     if (this.#closed) throw Errors.sessionNotFound('Session not found: it was closed');
@@ -83,6 +90,7 @@ export class GatewaySession {
       .then((s) => {
         s.onServerMessage((m) => this.deliver(name, m));
         if (this.#closed) void s.close();
+        else this.#ready.set(name, s);
         return s;
       });
     this.#open.set(name, opening);
@@ -178,6 +186,7 @@ export class GatewaySession {
     this.#stream = undefined;
     const sessions = await this.openUpstreams();
     this.#open.clear();
+    this.#ready.clear();
     await Promise.allSettled(sessions.map((s) => s.close()));
   }
 }

@@ -69,6 +69,11 @@ export class SessionRegistry {
     };
     await this.#store.put(record);
     const session = new GatewaySession(record, principal, upstreams);
+    session.onDrop = (m) =>
+      this.#logger.warn(
+        { sessionId: record.id, method: 'method' in m ? m.method : 'response' },
+        'dropped a server message: the client has kept no GET stream open and too many messages are waiting',
+      );
     this.#live.set(record.id, session);
     this.#perPrincipal.set(pk, count + 1);
     return session;

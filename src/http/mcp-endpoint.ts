@@ -24,8 +24,22 @@ export interface EndpointDeps {
 }
 
 const JSON_TYPE = 'application/json';
+/** The code of the answer the gateway makes for a request the client cancelled. */
+const REQUEST_CANCELLED = -32800;
 /** The reconnection delay advertised to clients on resumable streams. */
 const RETRY_MS = 1000;
+
+/** Whether an Accept header admits both answer types; clients send few distinct values, so it is memoised. */
+const acceptMemo = new Map<string, boolean>();
+function acceptsBoth(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  let ok = acceptMemo.get(accept);
+  if (ok === undefined) {
+    ok = accepts(accept, JSON_TYPE) && accepts(accept, 'text/event-stream');
+    if (acceptMemo.size < 256) acceptMemo.set(accept, ok);
+  }
+  return ok;
+}
 
 function meta(req: FastifyRequest): RequestMeta {
   return { requestId: String(req.id), principal: undefined, startedAt: Date.now(), t0: performance.now() };
@@ -80,8 +94,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
 
   app.post(path, async (req, reply) => {
     const m = meta(req);
-    const accept = header(req, 'accept');
-    if (!accepts(accept, JSON_TYPE) || !accepts(accept, 'text/event-stream')) {
+    if (!acceptsBoth(header(req, 'accept'))) {
       rejectEdge(
         m,
         '',
@@ -146,9 +159,11 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       if (isNotification(msg))
         await router
           .notification(session, msg)
-          .catch((err) => req.log.warn({ err }, 'notification not delivered'));
+          .catch((err) => req.log.warn({ err, requestId: req.id }, 'notification not delivered'));
       else if (!isRequest(msg))
-        await router.response(session, msg).catch((err) => req.log.warn({ err }, 'response not delivered'));
+        await router
+          .response(session, msg)
+          .catch((err) => req.log.warn({ err, requestId: req.id }, 'response not delivered'));
     }
     const requests = messages.filter(isRequest);
     if (requests.length === 0) return reply.code(202).headers(deps.corsHeaders(req)).send();
@@ -184,13 +199,15 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         },
       };
       const response = await router.request(session, requests[0]!, channel, m);
+      // A request the client cancelled gets no answer (the spec's SHOULD); a stream just ends.
+      const cancelled = 'error' in response && response.error.code === REQUEST_CANCELLED;
       if (replay) {
-        replay.push(response);
+        if (!cancelled) replay.push(response);
         replay.complete(Date.now());
         return reply;
       }
       if (sse) {
-        sse.send(response);
+        if (!cancelled) sse.send(response);
         sse.close();
         return reply;
       }

@@ -16,7 +16,6 @@ export interface SessionRecord {
 export interface SessionStore {
   get(id: string): Promise<SessionRecord | undefined>;
   put(record: SessionRecord): Promise<void>;
-  touch(id: string, at: number): Promise<void>;
   delete(id: string): Promise<void>;
 }
 
@@ -29,12 +28,6 @@ export class MemorySessionStore implements SessionStore {
 
   put(record: SessionRecord): Promise<void> {
     this.#records.set(record.id, record);
-    return Promise.resolve();
-  }
-
-  touch(id: string, at: number): Promise<void> {
-    const r = this.#records.get(id);
-    if (r) r.lastSeenAt = at;
     return Promise.resolve();
   }
 

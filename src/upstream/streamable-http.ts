@@ -42,6 +42,7 @@ export interface StreamableHttpOptions {
 }
 
 type Body = AsyncIterable<Buffer | string> & {
+  text(): Promise<string>;
   setEncoding(enc: 'utf8'): unknown;
   destroy(err?: Error): unknown;
   dump?(opts?: { limit: number }): Promise<void>;
@@ -166,7 +167,7 @@ export class StreamableHttpUpstream implements Upstream {
       const res = await this.#pool.request({
         path: this.#path,
         method,
-        headers: { ...this.options.headers, ...headers },
+        headers,
         body,
         signal,
       });
@@ -220,6 +221,7 @@ class HttpUpstreamSession implements UpstreamSession {
   initializeResult: Record<string, unknown> = {};
   readonly #up: StreamableHttpUpstream;
   #sessionId: string | undefined;
+  #cachedHeaders: Record<string, string> | undefined;
   #nextId = 1;
   #closed = false;
   readonly #pending = new Map<string, Pending>();
@@ -235,10 +237,13 @@ class HttpUpstreamSession implements UpstreamSession {
     return this.#closed;
   }
 
+  /** The headers of every request of this session: built once per change, never per request. */
   #headers(): Record<string, string> {
-    const h: Record<string, string> = { ...HOP_HEADERS_OUT };
+    if (this.#cachedHeaders) return this.#cachedHeaders;
+    const h: Record<string, string> = { ...this.#up.options.headers, ...HOP_HEADERS_OUT };
     if (this.#sessionId !== undefined) h['mcp-session-id'] = this.#sessionId;
     if (this.protocolVersion) h['mcp-protocol-version'] = this.protocolVersion;
+    this.#cachedHeaders = h;
     return h;
   }
 
@@ -266,6 +271,7 @@ class HttpUpstreamSession implements UpstreamSession {
       );
     }
     this.protocolVersion = version;
+    this.#cachedHeaders = undefined;
     this.initializeResult = res.result;
     await this.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
     void this.#listen();
@@ -297,6 +303,7 @@ class HttpUpstreamSession implements UpstreamSession {
       if (req.method === 'initialize') {
         const sid = res.headers['mcp-session-id'];
         if (typeof sid === 'string') this.#sessionId = sid;
+        this.#cachedHeaders = undefined;
       }
       const answer = await this.#answer(res, upstreamId, req, opts, controller.signal);
       if (!('error' in answer && answer.error.code === -32800)) up.markUp();
@@ -440,6 +447,8 @@ class HttpUpstreamSession implements UpstreamSession {
       discard(body);
       throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
     }
+    // A declared length within the limit: undici's own reader is much cheaper than async iteration.
+    if (typeof contentLength === 'string' && contentLength !== '') return body.text();
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of body) {
