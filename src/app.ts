@@ -3,7 +3,7 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
-import { resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig } from './config/load.ts';
 import { resolveSecret } from './config/load.ts';
@@ -45,7 +45,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
 
   const upstreams = new Map<string, Upstream>();
   for (const [name, uc] of Object.entries(config.upstreams)) {
-    upstreams.set(name, await buildUpstream(name, uc, config, baseDir, logger));
+    upstreams.set(name, await buildUpstream(name, uc, config, baseDir, loaded.env ?? process.env, logger));
   }
 
   const sessions = new SessionRegistry(
@@ -127,9 +127,14 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
             );
           }
         };
+        // Watch the directories, not the files: rotation by rename (cert-manager, certbot) replaces the
+        // file, and a watch on the old one would never fire again.
         let pending: NodeJS.Timeout | undefined;
-        for (const f of [tls.cert, tls.key]) {
-          const w = watch(resolve(baseDir, f), () => {
+        const files = [resolve(baseDir, tls.cert), resolve(baseDir, tls.key)];
+        for (const dir of new Set(files.map((f) => dirname(f)))) {
+          const names = new Set(files.filter((f) => dirname(f) === dir).map((f) => basename(f)));
+          const w = watch(dir, (_event, name) => {
+            if (name !== null && !names.has(String(name))) return;
             clearTimeout(pending);
             pending = setTimeout(() => void reload(), 200);
           });
@@ -173,10 +178,12 @@ async function buildUpstream(
   uc: UpstreamConfig,
   config: Config,
   baseDir: string,
+  env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<Upstream> {
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(uc.headers)) headers[k.toLowerCase()] = await resolveSecret(v, baseDir);
+  for (const [k, v] of Object.entries(uc.headers))
+    headers[k.toLowerCase()] = await resolveSecret(v, baseDir, env);
   const file = (p: string | undefined) =>
     p ? readFile(resolve(baseDir, p), 'utf8') : Promise.resolve(undefined);
   const tls = uc.tls

@@ -35,6 +35,8 @@ export interface LoadedConfig {
   file: string;
   /** Relative paths in the config (TLS files, secret files) resolve against this directory. */
   baseDir: string;
+  /** The environment the config was read with; `{ env }` secrets resolve from it too. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function loadConfigFile(
@@ -50,7 +52,7 @@ export async function loadConfigFile(
     const why = e.code === 'ENOENT' ? 'no such file (pass -c/--config or set GATEHOUSE_CONFIG)' : e.message;
     throw new ConfigError(path, [{ path: '', message: `cannot read config: ${why}` }]);
   }
-  return { config: parseConfig(text, path, env), file: path, baseDir: dirname(path) };
+  return { config: parseConfig(text, path, env), file: path, baseDir: dirname(path), env };
 }
 
 const WHOLE_VARIABLE = /^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$/;

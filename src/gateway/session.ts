@@ -137,8 +137,11 @@ export class GatewaySession {
     for (const m of pending) stream.send(m);
   }
 
-  detachStream(stream: MessageStream): void {
-    if (this.#stream === stream) this.#stream = undefined;
+  /** The stream closed: idle time counts from now, so the client can reconnect it at once. */
+  detachStream(stream: MessageStream, now: number): void {
+    if (this.#stream !== stream) return;
+    this.#stream = undefined;
+    this.record.lastSeenAt = now;
   }
 
   /** A new resumable stream for one POST's SSE answer. */

@@ -250,7 +250,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     reply.hijack();
     const writer = new SseWriter(reply.raw, deps.corsHeaders(req), deps.keepaliveMs);
     session.attachStream(writer);
-    writer.onClose(() => session.detachStream(writer));
+    writer.onClose(() => session.detachStream(writer, Date.now()));
     return reply;
   });
 

@@ -50,7 +50,8 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     bodyLimit: opts.maxBodyBytes,
     exposeHeadRoutes: false,
     genReqId: () => randomUUID(),
-    return503OnClosing: true,
+    // While draining, the gateway answers itself (see the onRequest hook): /readyz says 'draining'.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
   }) as unknown as FastifyInstance;
@@ -74,9 +75,10 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
   });
   const mcpPaths = new Set(opts.routers.map((r) => r.path));
 
+  // CORS headers only for allowed origins: a refusal must not grant a foreign page read access either.
   const corsHeaders = (req: FastifyRequest): Record<string, string> => {
     const origin = req.headers.origin;
-    if (!origin) return {};
+    if (!origin || !policy.originAllowed(origin)) return {};
     return {
       'access-control-allow-origin': origin,
       'access-control-expose-headers': CORS_EXPOSE_HEADERS,
@@ -86,7 +88,17 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
 
   // DNS-rebinding defence on every MCP endpoint, before anything else is looked at.
   // (A callback hook: an async one costs a promise per request on the hot path.)
-  app.addHook('onRequest', (req, _reply, done) => {
+  app.addHook('onRequest', (req, reply, done) => {
+    if (opts.isDraining()) {
+      // Connections end after this answer; new work is refused, health keeps answering.
+      reply.header('connection', 'close');
+      const url = req.routeOptions.url;
+      if (url !== '/readyz' && url !== '/healthz') {
+        return done(
+          Errors.shuttingDown('Service Unavailable: the gateway is shutting down; retry on another instance'),
+        );
+      }
+    }
     if (!mcpPaths.has(req.routeOptions.url ?? '')) return done();
     if (!policy.hostAllowed(req.headers.host)) {
       return done(

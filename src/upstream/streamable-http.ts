@@ -182,7 +182,7 @@ export class StreamableHttpUpstream implements Upstream {
     if (err instanceof GatehouseError) return err;
     if (signal?.aborted && signal.reason instanceof GatehouseError) return signal.reason;
     const e = err as { code?: string; message?: string };
-    const why = e.code ?? e.message ?? String(err);
+    const why = [e.code, e.message].filter(Boolean).join(': ') || String(err);
     if (e.code === 'UND_ERR_HEADERS_TIMEOUT') {
       return Errors.upstreamTimeout(
         `upstream "${this.name}" did not answer within ${this.options.requestTimeoutMs} ms`,
@@ -193,8 +193,13 @@ export class StreamableHttpUpstream implements Upstream {
         `upstream "${this.name}" is unreachable: connect timed out after ${this.options.connectTimeoutMs} ms`,
       );
     }
+    // A TLS upstream that closes the connection at once often wants a client certificate (mTLS).
+    const hint =
+      this.options.url.startsWith('https:') && e.code === 'UND_ERR_SOCKET'
+        ? '; if it requires mTLS, set tls.cert and tls.key'
+        : '';
     return Errors.upstreamUnavailable(
-      `upstream "${this.name}" is unreachable or broke the connection (${why})`,
+      `upstream "${this.name}" is unreachable or broke the connection (${why})${hint}`,
     );
   }
 
@@ -306,7 +311,8 @@ class HttpUpstreamSession implements UpstreamSession {
         this.#cachedHeaders = undefined;
       }
       const answer = await this.#answer(res, upstreamId, req, opts, controller.signal);
-      if (!('error' in answer && answer.error.code === -32800)) up.markUp();
+      // Answering initialize is not enough to be "up": the first real answer (or a probe's tools/list) is.
+      if (req.method !== 'initialize' && !('error' in answer && answer.error.code === -32800)) up.markUp();
       answer.id = req.id;
       return answer;
     } catch (err) {

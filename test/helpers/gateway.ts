@@ -15,7 +15,7 @@ export async function startGateway(yamlText: string, env: NodeJS.ProcessEnv = {}
   const config = parseConfig(yamlText, 'test.yaml', env);
   config.listen.port = 0;
   const logger = pino({ level: process.env.GATEHOUSE_TEST_LOG ?? 'silent' });
-  const gateway = await createGateway({ config, file: 'test.yaml', baseDir: process.cwd() }, { logger });
+  const gateway = await createGateway({ config, file: 'test.yaml', baseDir: process.cwd(), env }, { logger });
   const base = (await gateway.start()).replace('localhost', '127.0.0.1');
   return { gateway, base, close: () => gateway.stop() };
 }
