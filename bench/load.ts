@@ -17,7 +17,7 @@ export type RoundResult = {
 };
 
 /** The JSON-RPC message of a body that is either `application/json` or a one-event SSE stream. */
-function parseMessage(contentType: string, text: string): unknown {
+export function parseMessage(contentType: string, text: string): unknown {
   if (!contentType.startsWith('text/event-stream')) return JSON.parse(text);
   const data = text
     .split('\n')

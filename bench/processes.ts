@@ -69,8 +69,38 @@ export async function waitForPort(child: Child, port: number, timeoutMs: number)
   throw new Error(`${child.name} did not accept connections on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
+/** Starts `node <args(port)>` on a free port and waits until it accepts connections; its output on failure. */
+export async function launch(
+  name: string,
+  args: (port: number) => string[],
+  cwd: string,
+  timeoutMs: number,
+): Promise<{ child: Child; port: number }> {
+  const port = await freePort();
+  const child = startNode(name, args(port), cwd);
+  try {
+    await waitForPort(child, port, timeoutMs);
+  } catch (err) {
+    stopChild(child);
+    const output = child.output().trim();
+    throw new Error(`${(err as Error).message}${output ? `\n--- ${name} output ---\n${output}` : ''}`);
+  }
+  return { child, port };
+}
+
 export function stopChild(child: Child): void {
   if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGTERM');
+}
+
+/** Stops `child` and resolves once it has exited, with SIGKILL after `timeoutMs`. */
+export async function stopAndWait(child: Child, timeoutMs = 5000): Promise<void> {
+  const proc = child.process;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 export function stopAll(): void {

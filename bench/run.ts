@@ -1,22 +1,13 @@
 // The overhead benchmark (`npm run bench`): tools/call through nothing (direct), through the barest Node
 // relay (floor) and through Gatehouse, in interleaved rounds on 127.0.0.1. See bench/README.md.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Pool } from 'undici';
 import { createPool, openSession, type RoundResult, runRound, type Session } from './load.ts';
-import {
-  type Child,
-  cpuTimeMs,
-  freePort,
-  machineBusyMs,
-  startNode,
-  stopAll,
-  stopChild,
-  waitForPort,
-} from './processes.ts';
+import { type Child, cpuTimeMs, launch as launchNode, machineBusyMs, stopAll } from './processes.ts';
+import { commit, pct, percentile } from './summary.ts';
 
 const TARGET_NAMES = ['direct', 'floor', 'gateway'] as const;
 type TargetName = (typeof TARGET_NAMES)[number];
@@ -79,15 +70,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 /** Starts `node <args(port)>` on a free port and waits until it accepts connections. */
 async function launch(name: string, args: (port: number) => string[]): Promise<{ child: Child; url: URL }> {
-  const port = await freePort();
-  const child = startNode(name, args(port), root);
-  try {
-    await waitForPort(child, port, STARTUP_TIMEOUT_MS);
-  } catch (err) {
-    stopChild(child);
-    const output = child.output().trim();
-    throw new Error(`${(err as Error).message}${output ? `\n--- ${name} output ---\n${output}` : ''}`);
-  }
+  const { child, port } = await launchNode(name, args, root, STARTUP_TIMEOUT_MS);
   return { child, url: new URL(`http://127.0.0.1:${port}/mcp`) };
 }
 
@@ -141,10 +124,6 @@ async function startTargets(upstream: { child: Child; url: URL }, failures: stri
     }
   }
   return targets;
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted.length === 0 ? Number.NaN : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
 }
 
 async function measureRound(t: Target, pool: Pool, concurrency: number, upstream: Child): Promise<Round> {
@@ -267,18 +246,6 @@ function report(results: Map<string, Summary>, targets: Target[], failures: stri
       : `| gateway p50 − floor p50 at c1 | — | ≤ 0.5 ms ${na}`,
   );
   return `${lines.join('\n')}\n`;
-}
-
-function commit(): string {
-  try {
-    return execFileSync('git', ['describe', '--always', '--dirty'], { cwd: root, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
-function pct(x: number): string {
-  return `${(x * 100).toFixed(1)}%`;
 }
 
 async function main(): Promise<number> {

@@ -5,9 +5,13 @@ import { readFile } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
 import { basename, dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { Catalog } from './catalog/catalog.ts';
+import { CursorCodec } from './catalog/cursor.ts';
+import { compileFilter } from './catalog/filter.ts';
+import type { RouteCatalogConfig, UpstreamCuration } from './catalog/view.ts';
 import type { LoadedConfig } from './config/load.ts';
 import { resolveSecret } from './config/load.ts';
-import type { Config, UpstreamConfig } from './config/schema.ts';
+import type { Config, RouteConfig, UpstreamConfig } from './config/schema.ts';
 import { Router } from './gateway/router.ts';
 import { SessionRegistry } from './gateway/sessions.ts';
 import { buildEdge } from './http/server.ts';
@@ -57,11 +61,27 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     },
     logger,
   );
+  const catalog = new Catalog({
+    upstreams,
+    routes: config.routes.map((r) => routeCatalogConfig(r, config)),
+    intervalMs: config.health.interval,
+    graceMs: config.health.grace_period,
+    logger,
+    gatewayInfo: GATEWAY_INFO,
+  });
+  // When a route's lists change for a profile, its clients (with that profile) are told.
+  catalog.onChange((route, profile, kinds) => {
+    for (const s of sessions.of(route, profile)) s.notifyListChanged(kinds);
+  });
+  const cursors = new CursorCodec();
   const routers = config.routes.map(
     (r) =>
       new Router({
         path: r.path,
         upstreams: r.upstreams.map((n) => upstreams.get(n)!),
+        catalog,
+        cursors,
+        pageSize: r.page_size,
         chain: new PolicyChain([]),
         sink,
         sessions,
@@ -98,7 +118,6 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     isDraining: () => draining,
   });
 
-  let prober: NodeJS.Timeout | undefined;
   const watchers: FSWatcher[] = [];
 
   return {
@@ -107,12 +126,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     edge,
     async start() {
       const address = await edge.listen({ host: config.listen.host, port: config.listen.port });
-      const probeAll = () => Promise.allSettled([...upstreams.values()].map((u) => u.probe()));
-      if (config.health.interval > 0) {
-        void probeAll();
-        prober = setInterval(() => void probeAll(), config.health.interval);
-        prober.unref();
-      }
+      catalog.start();
       if (tls) {
         // Certificate rotation: reload the pair whenever either file changes.
         const reload = async () => {
@@ -147,7 +161,6 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     async stop() {
       if (draining) return;
       draining = true;
-      clearInterval(prober);
       for (const w of watchers) w.close();
       const deadline = new Promise<'timeout'>((r) =>
         setTimeout(() => r('timeout'), config.shutdown_timeout).unref(),
@@ -168,6 +181,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       }
       // Only now end the sessions, which ends the upstream sessions too (DELETE).
       await sessions.closeAll();
+      await catalog.stop();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
     },
   };
@@ -206,4 +220,25 @@ async function buildUpstream(
     logger: logger.child({ upstream: name }),
     gatewayInfo: GATEWAY_INFO,
   });
+}
+
+/** A route's catalogue rules, compiled once from config. */
+function routeCatalogConfig(r: RouteConfig, config: Config): RouteCatalogConfig {
+  const curation = new Map<string, UpstreamCuration>();
+  for (const name of r.upstreams) {
+    const u = config.upstreams[name]!;
+    curation.set(name, {
+      tools: compileFilter(u.tools),
+      prompts: compileFilter(u.prompts),
+      overrides: new Map(Object.entries(u.tools?.overrides ?? {})),
+    });
+  }
+  return {
+    path: r.path,
+    upstreams: r.upstreams,
+    tools: { prefix: r.tools.prefix, filter: compileFilter(r.tools) },
+    prompts: { prefix: r.prompts.prefix, filter: compileFilter(r.prompts) },
+    resources: { prefix: r.resources.prefix },
+    curation,
+  };
 }

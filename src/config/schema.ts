@@ -85,6 +85,55 @@ const upstreamTls = z
     message: 'tls.cert and tls.key go together: give both for mTLS, or neither',
   });
 
+const prefixMode = z.enum(['always', 'on-conflict', 'never']).default('on-conflict');
+const routeGlobs = z
+  .array(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+:.+$|^\*$/, 'a route-wide rule names `<upstream>:<name-glob>` (globs: * and ?)'),
+  )
+  .optional();
+const ownGlobs = z.array(z.string().min(1)).optional();
+
+const upstreamCuration = {
+  tools: z
+    .strictObject({
+      include: ownGlobs.meta({
+        description: "Expose only this upstream's tools matching one of these globs (its own names).",
+      }),
+      exclude: ownGlobs.meta({ description: "Hide this upstream's tools matching one of these globs." }),
+      overrides: z
+        .record(
+          z.string(),
+          z.strictObject({
+            description: z
+              .string()
+              .optional()
+              .meta({ description: "The description clients see instead of the upstream's." }),
+            title: z
+              .string()
+              .optional()
+              .meta({ description: "The title clients see instead of the upstream's." }),
+          }),
+        )
+        .optional()
+        .meta({
+          description: 'Per tool (by its own name): what clients see instead of what the upstream says.',
+        }),
+    })
+    .optional()
+    .meta({ description: "Curation of this upstream's tools, on every route that serves it." }),
+  prompts: z
+    .strictObject({
+      include: ownGlobs.meta({
+        description: "Expose only this upstream's prompts matching one of these globs.",
+      }),
+      exclude: ownGlobs.meta({ description: "Hide this upstream's prompts matching one of these globs." }),
+    })
+    .optional()
+    .meta({ description: "Curation of this upstream's prompts." }),
+};
+
 const streamableHttpUpstream = z.strictObject({
   type: z.literal('streamable-http').meta({ description: 'An MCP server over Streamable HTTP.' }),
   url: z
@@ -106,6 +155,7 @@ const streamableHttpUpstream = z.strictObject({
   tls: upstreamTls
     .optional()
     .meta({ description: 'TLS towards the upstream: custom CA, client certificate (mTLS).' }),
+  ...upstreamCuration,
 });
 
 export const upstreamSchema = z.discriminatedUnion('type', [streamableHttpUpstream]);
@@ -123,13 +173,47 @@ const routeSchema = z.strictObject({
   upstreams: z.array(z.string()).min(1).meta({ description: 'Names of the upstreams served on this route.' }),
   tools: z
     .strictObject({
-      prefix: z.enum(['always', 'on-conflict', 'never']).default('on-conflict').meta({
+      prefix: prefixMode.meta({
         description:
-          'Prefix exposed names with <upstream>__: always, only on a name collision (default), or never.',
+          "Prefix exposed tool names with <upstream>__: always, only on a name collision (default), or never (a collision then keeps the first upstream's tool and reports the others).",
+      }),
+      include: routeGlobs.meta({
+        description: 'Expose only tools matching one of these `<upstream>:<tool>` globs (default: all).',
+      }),
+      exclude: routeGlobs.meta({
+        description: 'Hide tools matching one of these `<upstream>:<tool>` globs.',
       }),
     })
     .prefault({})
     .meta({ description: "How the route exposes its upstreams' tools." }),
+  prompts: z
+    .strictObject({
+      prefix: prefixMode.meta({
+        description:
+          'Prefix exposed prompt names with <upstream>__: always, on a collision (default), or never.',
+      }),
+      include: routeGlobs.meta({
+        description: 'Expose only prompts matching one of these `<upstream>:<prompt>` globs.',
+      }),
+      exclude: routeGlobs.meta({
+        description: 'Hide prompts matching one of these `<upstream>:<prompt>` globs.',
+      }),
+    })
+    .prefault({})
+    .meta({ description: "How the route exposes its upstreams' prompts." }),
+  resources: z
+    .strictObject({
+      prefix: z.enum(['always', 'on-conflict']).default('on-conflict').meta({
+        description:
+          'Wrap resource URIs as gatehouse://<upstream>/<uri>: only when two upstreams give the same URI or template (default), or always.',
+      }),
+    })
+    .prefault({})
+    .meta({ description: "How the route exposes its upstreams' resources and resource templates." }),
+  page_size: z.int().min(1).max(10_000).default(500).meta({
+    description:
+      'Items per page of tools/list, prompts/list, resources/list and resources/templates/list (cursors continue).',
+  }),
 });
 
 export const configSchema = z
@@ -209,7 +293,12 @@ export const configSchema = z
     health: z
       .strictObject({
         interval: duration('30s').meta({
-          description: 'How often each upstream is probed (initialize + tools/list); 0 disables.',
+          description:
+            "How often each upstream's catalogue is refreshed — the MCP-aware probe (initialize + lists); 0 disables (list_changed and failures still refresh).",
+        }),
+        grace_period: duration('60s').meta({
+          description:
+            "How long a down upstream's tools, prompts and resources stay listed before they disappear (clients get list_changed).",
         }),
       })
       .prefault({})
@@ -253,14 +342,6 @@ export const configSchema = z
             });
           }
         });
-        if (r.upstreams.length > 1) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['routes', i, 'upstreams'],
-            message:
-              'this version serves one upstream per route; aggregation of several upstreams is not available yet',
-          });
-        }
       });
     },
     { when: () => true },

@@ -1,7 +1,11 @@
-// The router of one route (one virtual MCP server): answers initialize and ping itself, resolves each
-// request's target upstream, runs the policy chain, dispatches, and emits one event per exchange.
+// The router of one route (one virtual MCP server over several upstreams): answers initialize, ping and
+// the list methods itself from the catalogue, resolves every other request's owner (by exposed name or
+// URI), runs the policy chain, dispatches with the upstream's own names, and emits one event per exchange.
 
-import { asGatehouseError, Errors } from '../mcp/errors.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import type { CursorCodec } from '../catalog/cursor.ts';
+import { exposeUri, type Item, type RouteView, resolveUri } from '../catalog/view.ts';
+import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
 import {
   idKey,
   type JsonRpcMessage,
@@ -40,6 +44,9 @@ export interface RequestMeta {
 export interface RouteDeps {
   path: string;
   upstreams: readonly Upstream[];
+  catalog: Catalog;
+  cursors: CursorCodec;
+  pageSize: number;
   chain: PolicyChain;
   sink: ExchangeSink;
   sessions: SessionRegistry;
@@ -47,22 +54,37 @@ export interface RouteDeps {
   gatewayInfo: { name: string; version: string };
 }
 
+/** How long a client's initialize waits for upstreams the gateway has not listed yet. */
+const INITIAL_WAIT_MS = 5_000;
+
+const LISTS: Record<string, { view: (v: RouteView) => Item[]; field: string; kind: string }> = {
+  'tools/list': { view: (v) => v.tools.items, field: 'tools', kind: 'tools' },
+  'prompts/list': { view: (v) => v.prompts.items, field: 'prompts', kind: 'prompts' },
+  'resources/list': { view: (v) => v.resources.items, field: 'resources', kind: 'resources' },
+  'resources/templates/list': {
+    view: (v) => v.templates.items,
+    field: 'resourceTemplates',
+    kind: 'templates',
+  },
+};
+
+type Dispatch = { target: CallTarget; request: JsonRpcRequest } | { error: GatehouseError };
+
 export class Router {
   readonly path: string;
   readonly #deps: RouteDeps;
   readonly #byName: ReadonlyMap<string, Upstream>;
-  readonly #only: Upstream;
+  /** The upstream of a one-upstream route: requests the catalogue cannot place go to it unchanged. */
+  readonly #sole: string | undefined;
 
   constructor(deps: RouteDeps) {
-    if (deps.upstreams.length !== 1)
-      throw Errors.internal('a route serves exactly one upstream in this version');
     this.#deps = deps;
     this.path = deps.path;
     this.#byName = new Map(deps.upstreams.map((u) => [u.name, u]));
-    this.#only = deps.upstreams[0]!;
+    this.#sole = deps.upstreams.length === 1 ? deps.upstreams[0]!.name : undefined;
   }
 
-  /** initialize: a new session, its upstream sessions opened, the answer built from theirs. */
+  /** initialize: a new session whose view is the catalogue's; upstream sessions open on first use. */
   async initialize(
     req: JsonRpcRequest,
     meta: RequestMeta,
@@ -71,9 +93,9 @@ export class Router {
     const bad =
       typeof p.protocolVersion !== 'string'
         ? '"protocolVersion" (a string)'
-        : typeof p.capabilities !== 'object' || p.capabilities === null || Array.isArray(p.capabilities)
+        : !isObject(p.capabilities)
           ? '"capabilities" (an object)'
-          : typeof p.clientInfo !== 'object' || p.clientInfo === null || Array.isArray(p.clientInfo)
+          : !isObject(p.clientInfo)
             ? '"clientInfo" (an object)'
             : undefined;
     if (bad) {
@@ -81,46 +103,83 @@ export class Router {
       this.#emit(undefined, req.method, undefined, meta, response, 'error', undefined);
       return { response };
     }
+    const capabilities = p.capabilities as Record<string, unknown>;
+    const profile = this.#deps.catalog.profileFor(capabilities);
+    const t = performance.now();
+    const view = await this.#deps.catalog.ready(this.path, profile, INITIAL_WAIT_MS);
+    if (view.present.length === 0) {
+      const problems = this.#deps.catalog.problems(this.path, profile.key);
+      const why =
+        problems.length === 1
+          ? (problems[0]?.error ?? '')
+          : `no upstream of route ${this.path} is reachable: ${problems.map((x) => `${x.upstream}: ${x.error}`).join('; ')}`;
+      const response = Errors.upstreamUnavailable(why).toResponse(req.id);
+      this.#emit(undefined, req.method, this.#sole, meta, response, 'upstream_error', performance.now() - t);
+      return { response };
+    }
     const version = negotiateVersion(p.protocolVersion);
     const session = await this.#deps.sessions.create(
       {
         route: this.path,
+        profile: profile.key,
         protocolVersion: version,
-        clientCapabilities: p.capabilities as Record<string, unknown>,
+        clientCapabilities: capabilities,
         clientInfo: p.clientInfo as Record<string, unknown>,
       },
       meta.principal,
       this.#byName,
       meta.startedAt,
     );
-    const t = performance.now();
-    try {
-      const us = await session.upstream(this.#only.name);
-      const up = us.initializeResult;
-      const result: Record<string, unknown> = {
+    session.inbound = (upstream, m) => this.#inbound(session, upstream, m);
+    const response: JsonRpcResponse = {
+      jsonrpc: '2.0',
+      id: req.id,
+      result: this.#initializeResult(view, version),
+    };
+    this.#emit(session.id, req.method, this.#sole, meta, response, 'ok', performance.now() - t);
+    return { response, session };
+  }
+
+  /** One upstream: its answer as it is (transparency). Several: the union, under the gateway's name. */
+  #initializeResult(view: RouteView, version: string): Record<string, unknown> {
+    const results = view.initializeResults;
+    if (this.#sole !== undefined && results.length === 1) {
+      const up = results[0]!.result;
+      const out: Record<string, unknown> = {
         protocolVersion: version,
         capabilities: up.capabilities ?? {},
         serverInfo: up.serverInfo ?? this.#deps.gatewayInfo,
       };
-      if (typeof up.instructions === 'string') result.instructions = up.instructions;
-      const response: JsonRpcResponse = { jsonrpc: '2.0', id: req.id, result };
-      this.#emit(session.id, req.method, this.#only.name, meta, response, 'ok', performance.now() - t);
-      return { response, session };
-    } catch (err) {
-      await this.#deps.sessions.delete(session.id, 'initialize failed');
-      const e = asGatehouseError(err);
-      const response = e.toResponse(req.id);
-      this.#emit(
-        undefined,
-        req.method,
-        this.#only.name,
-        meta,
-        response,
-        'upstream_error',
-        performance.now() - t,
-      );
-      return { response };
+      if (typeof up.instructions === 'string') out.instructions = up.instructions;
+      return out;
     }
+    const caps: Record<string, Record<string, unknown>> = {};
+    const instructions: string[] = [];
+    for (const { upstream, result } of results) {
+      const c = (isObject(result.capabilities) ? result.capabilities : {}) as Record<
+        string,
+        Record<string, unknown> | undefined
+      >;
+      if (c.tools) caps.tools = { listChanged: true };
+      if (c.prompts) caps.prompts = { listChanged: true };
+      if (c.resources) {
+        caps.resources = { ...caps.resources, listChanged: true };
+        if (c.resources.subscribe) caps.resources.subscribe = true;
+      }
+      if (c.logging) caps.logging = {};
+      if (c.completions) caps.completions = {};
+      if (isObject(c.experimental)) caps.experimental = { ...caps.experimental, ...c.experimental };
+      if (typeof result.instructions === 'string' && result.instructions.trim() !== '') {
+        instructions.push(`## ${upstream}\n${result.instructions.trim()}`);
+      }
+    }
+    const out: Record<string, unknown> = {
+      protocolVersion: version,
+      capabilities: caps,
+      serverInfo: { ...this.#deps.gatewayInfo, title: `Gatehouse ${this.path}` },
+    };
+    if (instructions.length > 0) out.instructions = instructions.join('\n\n');
+    return out;
   }
 
   /** Any request but initialize. Never throws: every failure becomes a JSON-RPC error answer. */
@@ -130,36 +189,181 @@ export class Router {
     channel: ReplyChannel,
     meta: RequestMeta,
   ): Promise<JsonRpcResponse> {
-    if (req.method === 'ping') {
-      const response: JsonRpcResponse = { jsonrpc: '2.0', id: req.id, result: {} };
-      this.#emit(session.id, req.method, undefined, meta, response, 'ok', undefined);
-      return response;
+    const method = req.method;
+    if (method === 'ping') return this.#local(session, req, meta, { jsonrpc: '2.0', id: req.id, result: {} });
+    if (method === 'initialize') {
+      return this.#local(
+        session,
+        req,
+        meta,
+        Errors.invalidRequest('Invalid Request: this session is already initialized').toResponse(req.id),
+      );
     }
-    if (req.method === 'initialize') {
-      const response = Errors.invalidRequest(
-        'Invalid Request: this session is already initialized',
-      ).toResponse(req.id);
-      this.#emit(session.id, req.method, undefined, meta, response, 'error', undefined);
-      return response;
+    const view = this.#deps.catalog.view(this.path, session.profile);
+    const list = LISTS[method];
+    if (list) return this.#local(session, req, meta, this.#page(req, list.view(view), list.field, list.kind));
+    if (method === 'logging/setLevel') return this.#setLevel(session, req, meta);
+
+    const d = this.#resolve(view, req);
+    if ('error' in d) {
+      if (d.error.rpcCode === -32602 && method === 'resources/read' && this.#sole === undefined) {
+        return this.#readAnywhere(session, req, view, channel, meta);
+      }
+      // The name or URI asked for is recorded, so that refusals of unknown or hidden tools are visible.
+      const asked = req.params?.name ?? req.params?.uri;
+      const target =
+        typeof asked === 'string' ? { upstream: '', original: asked, kind: 'none' as const } : undefined;
+      return this.#local(session, req, meta, d.error.toResponse(req.id), target);
     }
-    const target = this.#target(req);
+    return this.#dispatch(session, req, d, view, channel, meta);
+  }
+
+  #local(
+    session: GatewaySession,
+    req: JsonRpcRequest,
+    meta: RequestMeta,
+    response: JsonRpcResponse,
+    target?: CallTarget,
+  ): JsonRpcResponse {
+    this.#emit(
+      session.id,
+      req.method,
+      target,
+      meta,
+      response,
+      'error' in response ? 'error' : 'ok',
+      undefined,
+    );
+    return response;
+  }
+
+  /** A page of an aggregated list; the cursor is the gateway's own (opaque, tamper-checked). */
+  #page(req: JsonRpcRequest, items: Item[], field: string, kind: string): JsonRpcResponse {
+    const cursor = req.params?.cursor;
+    let offset = 0;
+    if (cursor !== undefined) {
+      const state = this.#deps.cursors.decode(cursor, kind);
+      if (!state)
+        return Errors.invalidParams(
+          'Invalid params: unknown or tampered cursor; list again without one',
+        ).toResponse(req.id);
+      offset = state.offset;
+    }
+    const size = this.#deps.pageSize;
+    const result: Record<string, unknown> = {
+      [field]: offset === 0 && items.length <= size ? items : items.slice(offset, offset + size),
+    };
+    if (offset + size < items.length)
+      result.nextCursor = this.#deps.cursors.encode({ kind, offset: offset + size });
+    return { jsonrpc: '2.0', id: req.id, result };
+  }
+
+  /** Which upstream owns a request, and the request as that upstream must see it (its own names). */
+  #resolve(view: RouteView, req: JsonRpcRequest): Dispatch {
+    const p = req.params ?? {};
+    switch (req.method) {
+      case 'tools/call':
+      case 'prompts/get': {
+        const tool = req.method === 'tools/call';
+        const name = p.name;
+        if (typeof name !== 'string')
+          return { error: Errors.invalidParams(`Invalid params: ${req.method} needs "name" (a string)`) };
+        const owner = (tool ? view.tools : view.prompts).byName.get(name);
+        if (!owner) return { error: Errors.invalidParams(`Unknown ${tool ? 'tool' : 'prompt'}: ${name}`) };
+        return {
+          target: { upstream: owner.upstream, original: owner.original, kind: tool ? 'tool' : 'prompt' },
+          request: owner.original === name ? req : { ...req, params: { ...p, name: owner.original } },
+        };
+      }
+      case 'resources/read':
+      case 'resources/subscribe':
+      case 'resources/unsubscribe': {
+        const uri = p.uri;
+        if (typeof uri !== 'string')
+          return { error: Errors.invalidParams(`Invalid params: ${req.method} needs "uri" (a string)`) };
+        const owner = resolveUri(view, uri);
+        if (owner === 'ambiguous') {
+          return {
+            error: Errors.invalidParams(
+              `Invalid params: resource ${uri} matches templates of several upstreams; use gatehouse://<upstream>/${uri}`,
+            ),
+          };
+        }
+        if (owner) {
+          return {
+            target: { upstream: owner.upstream, original: owner.original, kind: 'resource' },
+            request: owner.original === uri ? req : { ...req, params: { ...p, uri: owner.original } },
+          };
+        }
+        if (this.#sole !== undefined)
+          return { target: { upstream: this.#sole, original: uri, kind: 'resource' }, request: req };
+        return { error: Errors.invalidParams(`Unknown resource: ${uri}`) };
+      }
+      case 'completion/complete': {
+        const ref = isObject(p.ref) ? (p.ref as Record<string, unknown>) : {};
+        if (ref.type === 'ref/prompt' && typeof ref.name === 'string') {
+          const owner = view.prompts.byName.get(ref.name);
+          if (!owner) return { error: Errors.invalidParams(`Unknown prompt: ${ref.name}`) };
+          return {
+            target: { upstream: owner.upstream, original: owner.original, kind: 'prompt' },
+            request: { ...req, params: { ...p, ref: { ...ref, name: owner.original } } },
+          };
+        }
+        if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {
+          const owner = view.templates.byTemplate.get(ref.uri) ?? resolveUri(view, ref.uri);
+          if (owner && owner !== 'ambiguous') {
+            return {
+              target: { upstream: owner.upstream, original: owner.original, kind: 'resource' },
+              request: { ...req, params: { ...p, ref: { ...ref, uri: owner.original } } },
+            };
+          }
+          if (this.#sole !== undefined)
+            return { target: { upstream: this.#sole, original: ref.uri, kind: 'resource' }, request: req };
+          return { error: Errors.invalidParams(`Unknown resource template: ${ref.uri}`) };
+        }
+        return {
+          error: Errors.invalidParams(
+            'Invalid params: completion/complete needs a ref/prompt or ref/resource "ref"',
+          ),
+        };
+      }
+      default:
+        if (this.#sole !== undefined)
+          return { target: { upstream: this.#sole, original: undefined, kind: 'none' }, request: req };
+        return {
+          error: Errors.methodNotFound(
+            `Method not found: ${req.method} (this route aggregates several upstreams and no rule places this method)`,
+          ),
+        };
+    }
+  }
+
+  async #dispatch(
+    session: GatewaySession,
+    req: JsonRpcRequest,
+    d: { target: CallTarget; request: JsonRpcRequest },
+    view: RouteView,
+    channel: ReplyChannel,
+    meta: RequestMeta,
+  ): Promise<JsonRpcResponse> {
+    const { target } = d;
     const ctx: CallContext = {
       route: this.path,
       sessionId: session.id,
       principal: meta.principal,
       protocolVersion: session.protocolVersion,
-      request: req,
+      request: d.request,
       target,
       requestId: meta.requestId,
       now: meta.startedAt,
     };
     const chain = this.#deps.chain;
     if (!chain.empty) {
-      const d = await chain
+      const decision = await chain
         .onRequest(ctx)
         .catch((err: unknown) => ({ allow: false as const, error: asGatehouseError(err) }));
-      if (!d.allow) {
-        const response = d.error.toResponse(req.id);
+      if (!decision.allow) {
+        const response = decision.error.toResponse(req.id);
         this.#emit(session.id, req.method, target, meta, response, 'denied', undefined);
         return response;
       }
@@ -173,23 +377,114 @@ export class Router {
       response = await us.request(ctx.request, {
         onStream: () => channel.stream(),
         onPause: () => channel.pause(),
-        onMessage: (m) => channel.send(GatewaySession.rewriteForClient(target.upstream, m)),
+        onMessage: (m) => {
+          const out = this.#inbound(session, target.upstream, m);
+          if (out) channel.send(out);
+        },
       });
       outcome = 'error' in response ? 'error' : 'ok';
+      if (req.method === 'resources/read' && view.wrapped.has(target.upstream))
+        response = this.#exposeContents(view, target.upstream, response);
     } catch (err) {
       const e = asGatehouseError(err);
       outcome = e.code === 'ERR_CANCELLED' ? 'cancelled' : 'upstream_error';
+      if (e.code === 'ERR_UPSTREAM_UNAVAILABLE' || e.code === 'ERR_UPSTREAM_TIMEOUT')
+        this.#deps.catalog.refresh(target.upstream, session.profile);
       response = e.toResponse(req.id);
     } finally {
       session.untrackRequest(key, tracked);
     }
     const upstreamMs = performance.now() - t;
-    if (!chain.empty)
+    if (!chain.empty) {
       response = await chain
         .onResponse(ctx, response)
         .catch((err: unknown) => asGatehouseError(err).toResponse(req.id));
+    }
     this.#emit(session.id, req.method, target, meta, response, outcome, upstreamMs);
     return response;
+  }
+
+  /** resources/read of a URI no list or template places: the first upstream that can read it answers. */
+  async #readAnywhere(
+    session: GatewaySession,
+    req: JsonRpcRequest,
+    view: RouteView,
+    channel: ReplyChannel,
+    meta: RequestMeta,
+  ): Promise<JsonRpcResponse> {
+    const uri = String(req.params?.uri);
+    const candidates = view.initializeResults.filter(
+      (r) => isObject(r.result.capabilities) && (r.result.capabilities as Record<string, unknown>).resources,
+    );
+    for (const { upstream } of candidates) {
+      const res = await this.#dispatch(
+        session,
+        req,
+        { target: { upstream, original: uri, kind: 'resource' }, request: req },
+        view,
+        channel,
+        meta,
+      );
+      if (!('error' in res)) return res;
+    }
+    return this.#local(
+      session,
+      req,
+      meta,
+      Errors.invalidParams(`Unknown resource: ${uri}`).toResponse(req.id),
+    );
+  }
+
+  /** Contents read from an upstream whose URIs are wrapped carry the wrapped form, as listed. */
+  #exposeContents(view: RouteView, upstream: string, res: JsonRpcResponse): JsonRpcResponse {
+    if ('error' in res || !Array.isArray(res.result.contents)) return res;
+    const contents = (res.result.contents as Item[]).map((c) =>
+      typeof c.uri === 'string' ? { ...c, uri: exposeUri(view, upstream, c.uri) } : c,
+    );
+    return { ...res, result: { ...res.result, contents } };
+  }
+
+  /** logging/setLevel applies to every upstream session of the client, now and opened later. */
+  async #setLevel(session: GatewaySession, req: JsonRpcRequest, meta: RequestMeta): Promise<JsonRpcResponse> {
+    const level = req.params?.level;
+    if (typeof level !== 'string') {
+      return this.#local(
+        session,
+        req,
+        meta,
+        Errors.invalidParams('Invalid params: logging/setLevel needs "level" (a string)').toResponse(req.id),
+      );
+    }
+    session.logLevel = level;
+    const open = await session.openUpstreams();
+    const results = await Promise.allSettled(open.map((us) => session.applyLogLevel(us)));
+    const failed = results.filter((r) => r.status === 'rejected').length;
+    if (failed > 0)
+      this.#deps.logger.debug(
+        { sessionId: session.id, failed },
+        'logging/setLevel did not reach every upstream',
+      );
+    return this.#local(session, req, meta, { jsonrpc: '2.0', id: req.id, result: {} });
+  }
+
+  /**
+   * A message from an upstream to this client. list_changed is the catalogue's business (it refreshes and
+   * tells clients when their view changed); resource URIs are shown as listed; the rest goes through,
+   * server→client requests with ids that name their upstream.
+   */
+  #inbound(session: GatewaySession, upstream: string, m: JsonRpcMessage): JsonRpcMessage | undefined {
+    if (!('method' in m)) return undefined;
+    if (m.method.endsWith('/list_changed') && m.method !== 'notifications/roots/list_changed') {
+      this.#deps.catalog.refresh(upstream, session.profile);
+      return undefined;
+    }
+    if (m.method === 'notifications/resources/updated' && typeof m.params?.uri === 'string') {
+      const view = this.#deps.catalog.view(this.path, session.profile);
+      if (view.wrapped.has(upstream))
+        return { ...m, params: { ...m.params, uri: exposeUri(view, upstream, m.params.uri) } };
+      return m;
+    }
+    return GatewaySession.rewriteForClient(upstream, m);
   }
 
   /** Client notifications: cancellation follows the rewritten id; the rest goes to open upstream sessions. */
@@ -223,34 +518,6 @@ export class Router {
     await us.respond({ ...res, id: origin.id });
   }
 
-  #target(req: JsonRpcRequest): CallTarget {
-    const p = req.params;
-    switch (req.method) {
-      case 'tools/call':
-        return {
-          upstream: this.#only.name,
-          original: typeof p?.name === 'string' ? p.name : undefined,
-          kind: 'tool',
-        };
-      case 'prompts/get':
-        return {
-          upstream: this.#only.name,
-          original: typeof p?.name === 'string' ? p.name : undefined,
-          kind: 'prompt',
-        };
-      case 'resources/read':
-      case 'resources/subscribe':
-      case 'resources/unsubscribe':
-        return {
-          upstream: this.#only.name,
-          original: typeof p?.uri === 'string' ? p.uri : undefined,
-          kind: 'resource',
-        };
-      default:
-        return { upstream: this.#only.name, original: undefined, kind: 'none' };
-    }
-  }
-
   #emit(
     sessionId: string | undefined,
     method: string,
@@ -269,7 +536,7 @@ export class Router {
       sessionId,
       subject: meta.principal?.subject,
       mcpMethod: method,
-      upstream: t?.upstream,
+      upstream: t?.upstream || undefined,
       target: t?.original,
       outcome,
       httpStatus: 200,
@@ -279,4 +546,8 @@ export class Router {
       requestId: meta.requestId,
     });
   }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

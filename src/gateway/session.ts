@@ -37,6 +37,12 @@ export class GatewaySession {
   readonly #replay = new Map<string, ReplayableStream>();
   #replayNo = 0;
   onDrop: ((m: JsonRpcMessage) => void) | undefined;
+  /** Maps (or drops, returning undefined) what an upstream sends this client; set by the router. */
+  inbound: ((upstream: string, m: JsonRpcMessage) => JsonRpcMessage | undefined) | undefined;
+  /** The level the client asked for with logging/setLevel, applied to upstream sessions opened later too. */
+  logLevel: string | undefined;
+  /** Lists whose change the client has not been told of yet (it had no GET stream open); coalesced. */
+  readonly #listChanged = new Set<string>();
 
   constructor(
     record: SessionRecord,
@@ -50,6 +56,10 @@ export class GatewaySession {
 
   get id(): string {
     return this.record.id;
+  }
+
+  get profile(): string {
+    return this.record.profile;
   }
 
   get protocolVersion(): ProtocolVersion {
@@ -87,8 +97,9 @@ export class GatewaySession {
         capabilities: this.record.clientCapabilities,
         clientInfo: this.record.clientInfo,
       })
-      .then((s) => {
+      .then(async (s) => {
         s.onServerMessage((m) => this.deliver(name, m));
+        if (this.logLevel !== undefined) await this.applyLogLevel(s).catch(() => {});
         if (this.#closed) void s.close();
         else this.#ready.set(name, s);
         return s;
@@ -98,6 +109,19 @@ export class GatewaySession {
       if (this.#open.get(name) === opening) this.#open.delete(name);
     });
     return opening;
+  }
+
+  /** Sends the client's logging level to an upstream session, if that upstream logs at all. */
+  async applyLogLevel(us: UpstreamSession): Promise<void> {
+    const caps = us.initializeResult.capabilities as Record<string, unknown> | undefined;
+    if (this.logLevel === undefined || !caps?.logging) return;
+    const res = await us.request({
+      jsonrpc: '2.0',
+      id: `setLevel-${Date.now()}`,
+      method: 'logging/setLevel',
+      params: { level: this.logLevel },
+    });
+    if ('error' in res) throw new Error(res.error.message);
   }
 
   /** Upstream sessions already open (for fan-out of notifications). */
@@ -114,7 +138,16 @@ export class GatewaySession {
 
   /** A message from an upstream outside any request: to the GET stream, or kept until one opens. */
   deliver(upstream: string, m: JsonRpcMessage): void {
-    this.sendToClient(GatewaySession.rewriteForClient(upstream, m));
+    const out = this.inbound ? this.inbound(upstream, m) : GatewaySession.rewriteForClient(upstream, m);
+    if (out) this.sendToClient(out);
+  }
+
+  /** Tells the client its lists changed: now on its GET stream, or once when it opens one. */
+  notifyListChanged(kinds: readonly string[]): void {
+    for (const kind of kinds) {
+      const m: JsonRpcMessage = { jsonrpc: '2.0', method: `notifications/${kind}/list_changed` };
+      if (!this.#stream?.send(m)) this.#listChanged.add(kind);
+    }
   }
 
   /** A message ready for the client (ids already rewritten): on the GET stream, or kept until one opens. */
@@ -135,6 +168,9 @@ export class GatewaySession {
     const pending = this.#pending;
     this.#pending = [];
     for (const m of pending) stream.send(m);
+    for (const kind of this.#listChanged)
+      stream.send({ jsonrpc: '2.0', method: `notifications/${kind}/list_changed` });
+    this.#listChanged.clear();
   }
 
   /** The stream closed: idle time counts from now, so the client can reconnect it at once. */

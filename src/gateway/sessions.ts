@@ -129,6 +129,12 @@ export class SessionRegistry {
     for (const s of this.#live.values()) s.endStream();
   }
 
+  /** The live sessions of a route that see a profile's view (to tell them their lists changed). */
+  *of(route: string, profile: string): Iterable<GatewaySession> {
+    for (const s of this.#live.values())
+      if (s.record.route === route && s.record.profile === profile) yield s;
+  }
+
   async closeAll(): Promise<void> {
     clearInterval(this.#sweeper);
     await Promise.allSettled([...this.#live.keys()].map((id) => this.delete(id, 'shutdown')));

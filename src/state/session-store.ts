@@ -5,6 +5,8 @@ export interface SessionRecord {
   id: string;
   route: string;
   protocolVersion: string;
+  /** The catalogue profile (which client capabilities upstreams see), from the client's capabilities. */
+  profile: string;
   clientCapabilities: Record<string, unknown>;
   clientInfo: Record<string, unknown>;
   /** Stable key of the principal the session is bound to ('' when the route has no identity). */

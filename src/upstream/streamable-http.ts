@@ -102,28 +102,6 @@ export class StreamableHttpUpstream implements Upstream {
     return h;
   }
 
-  async probe(): Promise<void> {
-    let session: UpstreamSession | undefined;
-    try {
-      session = await this.connect({
-        protocolVersion: '2025-11-25',
-        capabilities: {},
-        clientInfo: {
-          name: `${this.options.gatewayInfo.name}-health`,
-          version: this.options.gatewayInfo.version,
-        },
-      });
-      const res = await session.request({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
-      if ('error' in res && res.error.code !== -32601)
-        throw Errors.upstreamProtocol(`tools/list failed: ${res.error.message}`);
-      this.markUp();
-    } catch (err) {
-      this.markDown(err);
-    } finally {
-      await session?.close();
-    }
-  }
-
   markUp(): void {
     if (this.#status !== 'up') {
       this.#status = 'up';

@@ -59,7 +59,8 @@ export interface Upstream {
   readonly name: string;
   connect(client: ClientInfo): Promise<UpstreamSession>;
   health(): UpstreamHealth;
-  /** An MCP-aware probe: initialize + tools/list on a short-lived session. Updates health(). */
-  probe(): Promise<void>;
+  /** Outcomes that feed health(): from the catalogue's refreshes (the MCP-aware probe) and from calls. */
+  markUp(): void;
+  markDown(err: unknown): void;
   close(): Promise<void>;
 }

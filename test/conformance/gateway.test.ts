@@ -18,14 +18,31 @@ function successes(r: ConformanceResult): Record<string, number> {
   return out;
 }
 
+/**
+ * Differences that are the gateway's by design, not regressions:
+ * - `server-sse-multiple-streams` sends three concurrent tools/list; the gateway answers lists from its
+ *   catalogue, as JSON (the transport lets a server choose), so the suite's "SSE streams functional" check
+ *   becomes INFO ("SSE streams optional") instead of SUCCESS. Concurrent POST streams stay accepted.
+ * - `tools-call-simple-text` and `tools-call-error` "pass" against server-everything only because it answers
+ *   an unknown tool with an isError result whose text satisfies the checks; the gateway refuses an unknown
+ *   tool itself with JSON-RPC -32602 (as the MCP specification's example does), so they fail through it.
+ */
+const BY_DESIGN_FEWER_SUCCESS = new Set(['server-sse-multiple-streams']);
+const FALSE_PASSES_OF_EVERYTHING = new Set(['tools-call-simple-text', 'tools-call-error']);
+
 /** Every scenario passing directly passes through the gateway, with at least as many SUCCESS checks. */
-function expectNoRegression(direct: ConformanceResult, via: ConformanceResult): void {
+function expectNoRegression(
+  direct: ConformanceResult,
+  via: ConformanceResult,
+  ignore: ReadonlySet<string> = new Set(),
+): void {
   const viaPassed = new Set(via.passed);
-  const lost = direct.passed.filter((s) => !viaPassed.has(s));
+  const lost = direct.passed.filter((s) => !viaPassed.has(s) && !ignore.has(s));
   expect(lost, `scenarios passing directly but not through the gateway: ${lost.join(', ')}`).toEqual([]);
   const d = successes(direct);
   const v = successes(via);
   const weaker = direct.passed
+    .filter((s) => !BY_DESIGN_FEWER_SUCCESS.has(s) && !ignore.has(s))
     .filter((s) => (v[s] ?? 0) < (d[s] ?? 0))
     .map((s) => `${s} (${v[s] ?? 0} < ${d[s]})`);
   expect(weaker, 'scenarios with fewer SUCCESS checks through the gateway').toEqual([]);
@@ -78,7 +95,7 @@ describe('conformance suite through the gateway', () => {
       const direct = await runConformance(everything!.url);
       const via = await runConformance(`${gwEverything!.base}/mcp`);
       console.info(summary('server-everything', direct, via));
-      expectNoRegression(direct, via);
+      expectNoRegression(direct, via, FALSE_PASSES_OF_EVERYTHING);
       expect(via.passed).toContain('dns-rebinding-protection');
     },
     RUN_TIMEOUT_MS,

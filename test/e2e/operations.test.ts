@@ -248,7 +248,17 @@ describe('session idle timeout', () => {
 
   it('a session unused for longer than idle_timeout is gone (404), and its upstream session ended', async () => {
     const sid = await openSession(url);
-    expect((await ping(url, sid)).status).toBe(200);
+    // Upstream sessions open on first use: a call opens one (ping is answered by the gateway itself).
+    const call = await send(url, {
+      body: {
+        jsonrpc: '2.0',
+        id: 'c',
+        method: 'tools/call',
+        params: { name: 'echo', arguments: { text: 'x' } },
+      },
+      headers: inSession(sid),
+    });
+    expect(call.status, call.text).toBe(200);
     const upstreamSid = upstream.issuedSessionIds.at(-1);
     await sleep(450);
     const a = await ping(url, sid, 2);

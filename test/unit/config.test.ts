@@ -181,11 +181,11 @@ describe('unknown keys', () => {
     const text =
       BASE +
       yaml(
-        '    tools: { prefix: never, include: ["a"] }',
+        '    tools: { prefix: never, colour: ["a"] }',
         '    acl: {}',
         'listen: { host: 127.0.0.1, prot: 80 }',
       );
-    expect(problemAt(text, 'routes.0.tools.include').line).toBe(8);
+    expect(problemAt(text, 'routes.0.tools.colour').line).toBe(8);
     expect(problemAt(text, 'routes.0.acl').line).toBe(9);
     expect(problemAt(text, 'listen.prot').line).toBe(10);
   });
@@ -346,7 +346,7 @@ describe('routes', () => {
     );
   });
 
-  it('refuses several upstreams on one route for now, saying why', () => {
+  it('accepts several upstreams on one route', () => {
     const text = `${BASE.replace('upstreams: [main]', 'upstreams: [main, other]')}`.replace(
       'routes:',
       yaml(
@@ -356,7 +356,12 @@ describe('routes', () => {
         'routes:',
       ).trimEnd(),
     );
-    expect(problemAt(text, 'routes.0.upstreams').message).toMatch(/one upstream per route/);
+    expect(parse(text).routes[0]!.upstreams).toEqual(['main', 'other']);
+  });
+
+  it('refuses a route-wide tool rule that names no upstream, saying what the form is', () => {
+    const text = BASE.replace('upstreams: [main]', 'upstreams: [main]\n    tools: { exclude: ["write_*"] }');
+    expect(problemAt(text, 'routes.0.tools.exclude.0').message).toMatch(/<upstream>:<name-glob>/);
   });
 });
 
@@ -463,7 +468,7 @@ describe('defaults', () => {
       sessions: { idle_timeout: 30 * 60_000, max_sessions: 10_000, max_per_principal: 100 },
       log: { level: 'info' },
       shutdown_timeout: 10_000,
-      health: { interval: 30_000 },
+      health: { interval: 30_000, grace_period: 60_000 },
       upstreams: {
         main: {
           type: 'streamable-http',
@@ -474,7 +479,16 @@ describe('defaults', () => {
           max_concurrency: 256,
         },
       },
-      routes: [{ path: '/mcp', upstreams: ['main'], tools: { prefix: 'on-conflict' } }],
+      routes: [
+        {
+          path: '/mcp',
+          upstreams: ['main'],
+          tools: { prefix: 'on-conflict' },
+          prompts: { prefix: 'on-conflict' },
+          resources: { prefix: 'on-conflict' },
+          page_size: 500,
+        },
+      ],
     });
   });
 
