@@ -39,6 +39,8 @@ export class ReplayableStream {
 
   /** Attaches a (re)connected writer: replays what followed `afterSeq`, then goes live. */
   attach(writer: MessageStream, afterSeq: number): void {
+    // One client stream at a time: a resume replaces (and ends) the stream it resumes.
+    if (this.#writer !== writer) this.#writer?.close();
     this.#writer = writer;
     for (const e of this.#events) {
       if (e.seq > afterSeq && !writer.send(e.m, `${this.key}.${e.seq}`)) {

@@ -6,13 +6,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import type { CursorCodec } from '../catalog/cursor.ts';
 import { exposeUri, type Item, type RouteView, resolveUri } from '../catalog/view.ts';
 import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
-import {
-  idKey,
-  type JsonRpcMessage,
-  type JsonRpcNotification,
-  type JsonRpcRequest,
-  type JsonRpcResponse,
-} from '../mcp/jsonrpc.ts';
+import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.ts';
 import { decodeServerRequestId } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
 import type { PolicyChain } from '../policy/chain.ts';
@@ -493,9 +487,10 @@ export class Router {
     if (n.method === 'notifications/cancelled') {
       const requestId = n.params?.requestId;
       if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
-      const inflight = session.inflight.get(idKey(requestId));
+      const inflight = session.inflightRequest(requestId);
       if (!inflight) return; // already answered, or never ours: nothing to cancel
-      const us = await session.upstream(inflight.upstream);
+      const us = session.readyUpstream(inflight.upstream);
+      if (!us) return; // its upstream session is gone, and the request with it
       const reason = typeof n.params?.reason === 'string' ? n.params.reason : undefined;
       await us.cancel(requestId, reason);
       return;
@@ -514,7 +509,14 @@ export class Router {
       );
       return;
     }
-    const us = await session.upstream(origin.upstream);
+    const us = session.readyUpstream(origin.upstream);
+    if (!us) {
+      this.#deps.logger.warn(
+        { sessionId: session.id, upstream: origin.upstream },
+        'dropped a client response: the upstream session that asked is gone',
+      );
+      return;
+    }
     await us.respond({ ...res, id: origin.id });
   }
 

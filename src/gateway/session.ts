@@ -30,7 +30,7 @@ export class GatewaySession {
   readonly #open = new Map<string, Promise<UpstreamSession>>();
   readonly #ready = new Map<string, UpstreamSession>();
   /** Requests in flight by the client's id, for notifications/cancelled. */
-  readonly inflight = new Map<string, { upstream: string; id: JsonRpcId }>();
+  readonly #inflight = new Map<string, { upstream: string; id: JsonRpcId }>();
   #stream: MessageStream | undefined;
   #pending: JsonRpcMessage[] = [];
   #closed = false;
@@ -133,6 +133,13 @@ export class GatewaySession {
   /** Rewrites a server→client request's id so the answer finds its way back to `upstream`. */
   static rewriteForClient(upstream: string, m: JsonRpcMessage): JsonRpcMessage {
     if (isRequest(m)) return { ...m, id: encodeServerRequestId(upstream, m.id) };
+    // The upstream cancels one of its own requests to the client: name it as the client knows it.
+    if ('method' in m && m.method === 'notifications/cancelled') {
+      const requestId = m.params?.requestId;
+      if (typeof requestId === 'string' || typeof requestId === 'number') {
+        return { ...m, params: { ...m.params, requestId: encodeServerRequestId(upstream, requestId) } };
+      }
+    }
     return m;
   }
 
@@ -160,10 +167,8 @@ export class GatewaySession {
     this.#pending.push(out);
   }
 
-  /** Attaches the client's GET stream; refuses a second one (409) and flushes what was kept. */
+  /** Attaches the client's GET stream (the edge refuses a second one) and flushes what was kept. */
   attachStream(stream: MessageStream): void {
-    if (this.#stream)
-      throw Errors.conflict('Conflict: this session already has an open GET stream; only one is allowed');
     this.#stream = stream;
     const pending = this.#pending;
     this.#pending = [];
@@ -210,12 +215,22 @@ export class GatewaySession {
   ): { key: string; tracked: { upstream: string; id: JsonRpcId } } {
     const key = idKey(clientId);
     const tracked = { upstream, id: clientId };
-    this.inflight.set(key, tracked);
+    this.#inflight.set(key, tracked);
     return { key, tracked };
   }
 
   untrackRequest(key: string, tracked: { upstream: string; id: JsonRpcId }): void {
-    if (this.inflight.get(key) === tracked) this.inflight.delete(key);
+    if (this.#inflight.get(key) === tracked) this.#inflight.delete(key);
+  }
+
+  /** The request in flight with this client id, if any (for notifications/cancelled). */
+  inflightRequest(clientId: JsonRpcId): { upstream: string; id: JsonRpcId } | undefined {
+    return this.#inflight.get(idKey(clientId));
+  }
+
+  /** Drops finished answer streams kept for a resume longer than they may be. */
+  expireReplays(now: number): void {
+    for (const [k, r] of this.#replay) if (r.done && now - r.doneAt > REPLAY_TTL_MS) this.#replay.delete(k);
   }
 
   async close(): Promise<void> {

@@ -86,8 +86,9 @@ export class SessionRegistry {
     principal: Principal | undefined,
     now: number,
   ): Promise<GatewaySession> {
+    // Only this instance's live sessions can be served until sessions resume across instances.
     const session = this.#live.get(id);
-    const record = session ? session.record : await this.#store.get(id);
+    const record = session?.record;
     if (!session || !record || record.route !== route || record.principalKey !== principalKey(principal)) {
       throw Errors.sessionNotFound(
         'Session not found: it ended, expired, or never existed; initialize a new session',
@@ -118,6 +119,7 @@ export class SessionRegistry {
   }
 
   async sweep(now: number): Promise<void> {
+    for (const s of this.#live.values()) s.expireReplays(now);
     const expired = [...this.#live.values()].filter(
       (s) => !s.hasStream && now - s.record.lastSeenAt > this.#limits.idleTimeoutMs,
     );

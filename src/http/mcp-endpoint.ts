@@ -8,7 +8,14 @@ import type { ReplyChannel, RequestMeta, Router } from '../gateway/router.ts';
 import type { GatewaySession } from '../gateway/session.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
 import { Errors, type GatehouseError } from '../mcp/errors.ts';
-import { isNotification, isRequest, type JsonRpcResponse, parseBody } from '../mcp/jsonrpc.ts';
+import {
+  ErrorCode,
+  isNotification,
+  isRequest,
+  type JsonRpcResponse,
+  parseBody,
+  serialize,
+} from '../mcp/jsonrpc.ts';
 import { allowsBatches, isSupportedVersion, PROTOCOL_VERSIONS, primesStreams } from '../mcp/versions.ts';
 import type { ExchangeSink } from '../telemetry/events.ts';
 import { accepts } from './guards.ts';
@@ -25,9 +32,21 @@ export interface EndpointDeps {
 
 const JSON_TYPE = 'application/json';
 /** The code of the answer the gateway makes for a request the client cancelled. */
-const REQUEST_CANCELLED = -32800;
+const REQUEST_CANCELLED = ErrorCode.RequestCancelled;
 /** The reconnection delay advertised to clients on resumable streams. */
 const RETRY_MS = 1000;
+
+/** Whether a Content-Type is JSON (parameters such as charset allowed); memoised like Accept. */
+const typeMemo = new Map<string, boolean>();
+function isJsonType(type: string | undefined): boolean {
+  if (type === undefined) return false;
+  let ok = typeMemo.get(type);
+  if (ok === undefined) {
+    ok = type.split(';')[0]!.trim().toLowerCase() === JSON_TYPE;
+    if (typeMemo.size < 256) typeMemo.set(type, ok);
+  }
+  return ok;
+}
 
 /** Whether an Accept header admits both answer types; clients send few distinct values, so it is memoised. */
 const acceptMemo = new Map<string, boolean>();
@@ -103,8 +122,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         ),
       );
     }
-    const type = header(req, 'content-type');
-    if (!type || type.split(';')[0]!.trim().toLowerCase() !== JSON_TYPE) {
+    if (!isJsonType(header(req, 'content-type'))) {
       rejectEdge(
         m,
         '',
@@ -116,7 +134,9 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       rejectEdge(
         m,
         '',
-        parsed.code === -32700 ? Errors.parse(parsed.message) : Errors.invalidRequest(parsed.message),
+        parsed.code === ErrorCode.ParseError
+          ? Errors.parse(parsed.message)
+          : Errors.invalidRequest(parsed.message),
       );
     }
     const messages = parsed.messages;
@@ -211,7 +231,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         sse.close();
         return reply;
       }
-      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(response));
+      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(serialize(response));
     }
 
     // A 2025-03-26 batch: answered as one JSON array; interim messages go to the session's GET stream.

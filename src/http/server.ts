@@ -10,7 +10,7 @@ import Fastify, {
 } from 'fastify';
 import type { Router } from '../gateway/router.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
-import { Errors, GatehouseError } from '../mcp/errors.ts';
+import { Errors, GatehouseError, GatewayCode } from '../mcp/errors.ts';
 import { errorResponse } from '../mcp/jsonrpc.ts';
 import type { ExchangeSink } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -39,7 +39,11 @@ const CORS_ALLOW_HEADERS =
   'content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id';
 const CORS_EXPOSE_HEADERS = 'mcp-session-id, www-authenticate';
 
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 export function buildEdge(opts: EdgeOptions): FastifyInstance {
+  const bootId = randomUUID().slice(0, 8);
+  let requestCounter = 0;
   const app = Fastify({
     loggerInstance: opts.logger,
     // Per-request log lines cost more than the relay itself; failures are logged where they happen.
@@ -49,7 +53,8 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     childLoggerFactory: (logger) => logger,
     bodyLimit: opts.maxBodyBytes,
     exposeHeadRoutes: false,
-    genReqId: () => randomUUID(),
+    // Request ids for logs: unique per process and cheap (no random bytes per request).
+    genReqId: () => `${bootId}-${(++requestCounter).toString(36)}`,
     // While draining, the gateway answers itself (see the onRequest hook): /readyz says 'draining'.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
@@ -78,7 +83,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
   // CORS headers only for allowed origins: a refusal must not grant a foreign page read access either.
   const corsHeaders = (req: FastifyRequest): Record<string, string> => {
     const origin = req.headers.origin;
-    if (!origin || !policy.originAllowed(origin)) return {};
+    if (!origin || !policy.originAllowed(origin)) return NO_HEADERS;
     return {
       'access-control-allow-origin': origin,
       'access-control-expose-headers': CORS_EXPOSE_HEADERS,
@@ -127,8 +132,12 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     } else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.code === 'FST_ERR_CTP_EMPTY_TYPE') {
       e = Errors.unsupportedMediaType('Unsupported Media Type: Content-Type must be application/json');
     } else if (typeof err.statusCode === 'number' && err.statusCode < 500) {
-      e = Errors.invalidRequest(`Bad Request: ${err.message}`);
-      (e as { httpStatus: number }).httpStatus = err.statusCode;
+      e = new GatehouseError(
+        'ERR_BAD_REQUEST',
+        GatewayCode.Transport,
+        err.statusCode,
+        `Bad Request: ${err.message}`,
+      );
     } else {
       req.log.error({ err, requestId: req.id }, 'unhandled error');
       e = Errors.internal(

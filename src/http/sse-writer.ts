@@ -2,8 +2,11 @@
 
 import type { ServerResponse } from 'node:http';
 import type { MessageStream } from '../gateway/session.ts';
-import type { JsonRpcMessage } from '../mcp/jsonrpc.ts';
+import { type JsonRpcMessage, serialize } from '../mcp/jsonrpc.ts';
 import { encodeSseEvent } from '../mcp/sse.ts';
+
+/** Bytes written to a client but not yet taken by it, past which its stream is considered stuck. */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 export class SseWriter implements MessageStream {
   readonly #raw: ServerResponse;
@@ -38,7 +41,14 @@ export class SseWriter implements MessageStream {
 
   send(m: JsonRpcMessage, eventId?: string): boolean {
     if (!this.#open) return false;
-    this.#raw.write(encodeSseEvent(JSON.stringify(m), eventId));
+    // A client that stops reading must not make the gateway buffer without bound: its stream is ended
+    // (it may resume) and the message counts as not delivered.
+    if (this.#raw.writableLength > MAX_BUFFERED_BYTES) {
+      this.close();
+      return false;
+    }
+    const text = serialize(m);
+    if (text !== undefined) this.#raw.write(encodeSseEvent(text, eventId));
     return true;
   }
 

@@ -44,6 +44,8 @@ export const ErrorCode = {
   MethodNotFound: -32601,
   InvalidParams: -32602,
   InternalError: -32603,
+  /** The answer to a request its sender cancelled, where an answer is owed anyway (a JSON HTTP reply). */
+  RequestCancelled: -32800,
 } as const;
 
 export function isRequest(m: JsonRpcMessage): m is JsonRpcRequest {
@@ -75,7 +77,9 @@ export function invalidMessageReason(v: unknown): string | undefined {
   const m = v as Record<string, unknown>;
   if (m.jsonrpc !== '2.0') return '"jsonrpc" must be exactly "2.0"';
   const hasId = 'id' in m;
-  if (hasId && !isValidId(m.id)) {
+  // An error response may have a null id (the sender could not read the request's), as SDK servers send.
+  const nullIdError = m.id === null && 'error' in m && !('method' in m);
+  if (hasId && !isValidId(m.id) && !nullIdError) {
     return '"id" must be a string or an integer (MCP does not allow null ids)';
   }
   if ('method' in m) {
@@ -142,4 +146,18 @@ export function parseBody(text: string): ParsedBody {
   const reason = invalidMessageReason(v);
   if (reason) return { ok: false, code: ErrorCode.InvalidRequest, message: `Invalid Request: ${reason}` };
   return { ok: true, batch: false, messages: [v as JsonRpcMessage] };
+}
+
+/**
+ * JSON text of a message for the wire. JSON.stringify recurses, so a pathologically deep message (which
+ * JSON.parse accepted) can overflow the stack: a response then becomes an error answer with the same id,
+ * and any other message is dropped (undefined).
+ */
+export function serialize(m: JsonRpcMessage): string | undefined {
+  try {
+    return JSON.stringify(m);
+  } catch {
+    if ('method' in m || !('id' in m)) return undefined;
+    return JSON.stringify(errorResponse(m.id, -32004, 'The answer is nested too deeply to be relayed'));
+  }
 }

@@ -25,7 +25,9 @@ export function encodeSseEvent(data: string, id?: string, event?: string): strin
  * `maxEventBytes` bounds the buffered size of one event so a hostile stream cannot grow memory.
  */
 export class SseDecoder {
-  #buf = '';
+  /** The current, unterminated line, in pieces: joined once at its end (no rescans, no quadratic cost). */
+  #partial: string[] = [];
+  #partialSize = 0;
   #data: string[] = [];
   #dataBytes = 0;
   #event = '';
@@ -52,6 +54,22 @@ export class SseDecoder {
     return this.#streamRetry;
   }
 
+  /**
+   * Forgets a half-received line or event (the connection broke) before the stream is resumed on a new
+   * connection; keeps what outlives a connection: the last event id and the reconnection delay.
+   */
+  reset(): void {
+    this.#partial = [];
+    this.#partialSize = 0;
+    this.#data = [];
+    this.#dataBytes = 0;
+    this.#event = '';
+    this.#id = undefined;
+    this.#retry = undefined;
+    this.#start = true;
+    this.#skipLf = false;
+  }
+
   /** Throws RangeError when an event exceeds the size bound. */
   push(chunk: string): void {
     if (this.#start) {
@@ -63,31 +81,30 @@ export class SseDecoder {
       this.#skipLf = false;
       if (chunk.charCodeAt(0) === 10) chunk = chunk.slice(1);
     }
-    this.#buf += chunk;
     let start = 0;
-    for (;;) {
-      let nl = -1;
-      let skip = 1;
-      for (let i = start; i < this.#buf.length; i++) {
-        const c = this.#buf.charCodeAt(i);
-        if (c === 10) {
-          nl = i;
-          break;
-        }
-        if (c === 13) {
-          nl = i;
-          if (i + 1 >= this.#buf.length) this.#skipLf = true;
-          else if (this.#buf.charCodeAt(i + 1) === 10) skip = 2;
-          break;
-        }
+    let lf = chunk.indexOf('\n');
+    let cr = chunk.indexOf('\r');
+    while (lf >= 0 || cr >= 0) {
+      const end = cr < 0 || (lf >= 0 && lf < cr) ? lf : cr;
+      const piece = chunk.slice(start, end);
+      const line = this.#partial.length === 0 ? piece : this.#partial.join('') + piece;
+      this.#partial = [];
+      this.#partialSize = 0;
+      this.#line(line);
+      start = end + 1;
+      if (end === cr) {
+        if (start === chunk.length) this.#skipLf = true;
+        else if (chunk.charCodeAt(start) === 10) start++;
+        cr = chunk.indexOf('\r', start);
       }
-      if (nl < 0) break;
-      this.#line(this.#buf.slice(start, nl));
-      start = nl + skip;
+      if (lf >= 0 && lf < start) lf = chunk.indexOf('\n', start);
     }
-    this.#buf = this.#buf.slice(start);
-    if (this.#buf.length + this.#dataBytes > this.#maxEventBytes) {
-      throw new RangeError(`SSE event larger than ${this.#maxEventBytes} bytes`);
+    if (start < chunk.length) {
+      this.#partial.push(start === 0 ? chunk : chunk.slice(start));
+      this.#partialSize += chunk.length - start;
+    }
+    if (this.#partialSize + this.#dataBytes > this.#maxEventBytes) {
+      throw new RangeError(`SSE event larger than ${this.#maxEventBytes} characters`);
     }
   }
 
@@ -95,7 +112,10 @@ export class SseDecoder {
     if (line === '') {
       if (this.#data.length > 0 || this.#id !== undefined) {
         const e: SseEvent = { event: this.#event || 'message', data: this.#data.join('\n') };
-        if (this.#id !== undefined) e.id = this.#id;
+        if (this.#id !== undefined) {
+          e.id = this.#id;
+          this.#lastEventId = this.#id; // an event's id counts once the event is complete
+        }
         if (this.#retry !== undefined) e.retry = this.#retry;
         this.#onEvent(e);
       }
@@ -116,7 +136,7 @@ export class SseDecoder {
         this.#data.push(value);
         this.#dataBytes += value.length;
         if (this.#dataBytes > this.#maxEventBytes)
-          throw new RangeError(`SSE event larger than ${this.#maxEventBytes} bytes`);
+          throw new RangeError(`SSE event larger than ${this.#maxEventBytes} characters`);
         break;
       case 'event':
         this.#event = value;
@@ -124,7 +144,6 @@ export class SseDecoder {
       case 'id':
         if (!value.includes('\0')) {
           this.#id = value;
-          this.#lastEventId = value;
         }
         break;
       case 'retry':

@@ -4,6 +4,7 @@
 import { Pool } from 'undici';
 import { Errors, GatehouseError } from '../mcp/errors.ts';
 import {
+  ErrorCode,
   idKey,
   invalidMessageReason,
   isResponse,
@@ -54,7 +55,11 @@ interface HttpAnswer {
   body: Body;
 }
 
-const HOP_HEADERS_OUT = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+/** Content negotiation of every request to an upstream (Streamable HTTP requires both types). */
+const NEGOTIATION_HEADERS = {
+  'content-type': 'application/json',
+  accept: 'application/json, text/event-stream',
+};
 
 export class StreamableHttpUpstream implements Upstream {
   readonly name: string;
@@ -87,9 +92,23 @@ export class StreamableHttpUpstream implements Upstream {
 
   async connect(client: ClientInfo): Promise<UpstreamSession> {
     const session = new HttpUpstreamSession(this);
-    await session.initialize(client);
+    try {
+      await session.initialize(client);
+    } catch (err) {
+      // Half-open (initialize answered, initialized refused, or a timeout after the upstream created the
+      // session): end it upstream too, so that it does not linger there.
+      await session.close();
+      throw err;
+    }
     this.#sessions.add(session);
     return session;
+  }
+
+  /** An error saying an upstream message was over the limit. */
+  tooLarge(): GatehouseError {
+    return Errors.upstreamProtocol(
+      `upstream "${this.name}" sent a message larger than ${this.options.maxMessageBytes} bytes (limits.max_response_bytes)`,
+    );
   }
 
   forget(session: HttpUpstreamSession): void {
@@ -192,12 +211,6 @@ interface Pending {
   controller: AbortController;
 }
 
-class CancelledError extends GatehouseError {
-  constructor(upstream: string) {
-    super('ERR_CANCELLED', -32800, 200, `request cancelled (upstream "${upstream}")`);
-  }
-}
-
 class HttpUpstreamSession implements UpstreamSession {
   readonly upstream: string;
   protocolVersion = '';
@@ -223,7 +236,7 @@ class HttpUpstreamSession implements UpstreamSession {
   /** The headers of every request of this session: built once per change, never per request. */
   #headers(): Record<string, string> {
     if (this.#cachedHeaders) return this.#cachedHeaders;
-    const h: Record<string, string> = { ...this.#up.options.headers, ...HOP_HEADERS_OUT };
+    const h: Record<string, string> = { ...this.#up.options.headers, ...NEGOTIATION_HEADERS };
     if (this.#sessionId !== undefined) h['mcp-session-id'] = this.#sessionId;
     if (this.protocolVersion) h['mcp-protocol-version'] = this.protocolVersion;
     this.#cachedHeaders = h;
@@ -268,20 +281,26 @@ class HttpUpstreamSession implements UpstreamSession {
     const key = idKey(req.id);
     const controller = new AbortController();
     const timeoutMs = opts.timeoutMs ?? up.options.requestTimeoutMs;
-    const timer = setTimeout(
-      () =>
-        controller.abort(
-          Errors.upstreamTimeout(
-            `upstream "${this.upstream}" did not answer ${req.method} within ${timeoutMs} ms`,
-          ),
+    const timer = setTimeout(() => {
+      controller.abort(
+        Errors.upstreamTimeout(
+          `upstream "${this.upstream}" did not answer ${req.method} within ${timeoutMs} ms`,
         ),
-      timeoutMs,
-    );
+      );
+      // The specification's lifecycle: a sender that gives up on a request tells the receiver.
+      const params = { requestId: upstreamId, reason: `timed out after ${timeoutMs} ms` };
+      void this.notify({ jsonrpc: '2.0', method: 'notifications/cancelled', params }).catch(() => {});
+    }, timeoutMs);
     const onAbort = () => controller.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     this.#pending.set(key, { upstreamId, controller });
     try {
-      const body = JSON.stringify({ jsonrpc: '2.0', id: upstreamId, method: req.method, params: req.params });
+      let body: string;
+      try {
+        body = JSON.stringify({ jsonrpc: '2.0', id: upstreamId, method: req.method, params: req.params });
+      } catch {
+        throw Errors.invalidParams('Invalid params: nested too deeply to be forwarded');
+      }
       const res = await up.send('POST', this.#headers(), body, controller.signal);
       if (req.method === 'initialize') {
         const sid = res.headers['mcp-session-id'];
@@ -290,13 +309,18 @@ class HttpUpstreamSession implements UpstreamSession {
       }
       const answer = await this.#answer(res, upstreamId, req, opts, controller.signal);
       // Answering initialize is not enough to be "up": the first real answer (or a probe's tools/list) is.
-      if (req.method !== 'initialize' && !('error' in answer && answer.error.code === -32800)) up.markUp();
+      if (
+        req.method !== 'initialize' &&
+        !('error' in answer && answer.error.code === ErrorCode.RequestCancelled)
+      )
+        up.markUp();
       answer.id = req.id;
       return answer;
     } catch (err) {
-      const e = up.translate(err, controller.signal);
-      if (e.rpcCode === -32001 || e.rpcCode === -32003) up.markDown(e);
-      throw e;
+      // Only a failure of the upstream's transport says it is down — not the gateway's own aborts
+      // (timeout, cancel, session end) nor an answer it did give.
+      if (!(err instanceof GatehouseError) && !controller.signal.aborted) up.markDown(up.translate(err));
+      throw up.translate(err, controller.signal);
     } finally {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
@@ -392,10 +416,7 @@ class HttpUpstreamSession implements UpstreamSession {
           } catch (err) {
             if (settled) return;
             if (err instanceof GatehouseError) throw err;
-            if (err instanceof RangeError)
-              throw Errors.upstreamProtocol(
-                `upstream "${this.upstream}" sent a message larger than ${max} bytes`,
-              );
+            if (err instanceof RangeError) throw this.#up.tooLarge();
             // a broken stream is resumable when the server gave event ids (below)
           }
           if (settled) return;
@@ -407,17 +428,14 @@ class HttpUpstreamSession implements UpstreamSession {
           }
           opts.onPause?.();
           await delay(Math.min(decoder.retry ?? 1000, 30_000), signal);
-          const headers = { ...this.#headers(), accept: 'text/event-stream', 'last-event-id': lastEventId };
-          const res = await this.#up.send('GET', headers, undefined, signal);
-          if (
-            res.statusCode !== 200 ||
-            !String(res.headers['content-type'] ?? '').startsWith('text/event-stream')
-          ) {
+          const res = await this.#openGet(lastEventId, signal);
+          if (res.statusCode !== 200 || !isEventStream(res)) {
             await res.body.dump?.();
             throw Errors.upstreamUnavailable(
               `upstream "${this.upstream}" could not resume its stream (HTTP ${res.statusCode})`,
             );
           }
+          decoder.reset(); // what the broken connection left half-sent must not prefix the resumed stream
           body = res.body;
         }
       };
@@ -429,7 +447,7 @@ class HttpUpstreamSession implements UpstreamSession {
     const max = this.#up.options.maxMessageBytes;
     if (typeof contentLength === 'string' && Number(contentLength) > max) {
       discard(body);
-      throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
+      throw this.#up.tooLarge();
     }
     // A declared length within the limit: undici's own reader is much cheaper than async iteration.
     if (typeof contentLength === 'string' && contentLength !== '') return body.text();
@@ -440,7 +458,7 @@ class HttpUpstreamSession implements UpstreamSession {
       size += b.length;
       if (size > max) {
         discard(body);
-        throw Errors.upstreamProtocol(`upstream "${this.upstream}" sent a message larger than ${max} bytes`);
+        throw this.#up.tooLarge();
       }
       chunks.push(b);
     }
@@ -477,8 +495,15 @@ class HttpUpstreamSession implements UpstreamSession {
     if (!p) return; // already answered: nothing to cancel
     const params: Record<string, unknown> = { requestId: p.upstreamId };
     if (reason !== undefined) params.reason = reason;
-    p.controller.abort(new CancelledError(this.upstream));
+    p.controller.abort(Errors.cancelled(`request cancelled by the client (upstream "${this.upstream}")`));
     await this.notify({ jsonrpc: '2.0', method: 'notifications/cancelled', params }).catch(() => {});
+  }
+
+  /** A GET stream of this session, resuming after `lastEventId` when given. */
+  #openGet(lastEventId: string | undefined, signal: AbortSignal): Promise<HttpAnswer> {
+    const headers: Record<string, string> = { ...this.#headers(), accept: 'text/event-stream' };
+    if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
+    return this.#up.send('GET', headers, undefined, signal);
   }
 
   onServerMessage(handler: (m: JsonRpcMessage) => void): void {
@@ -492,9 +517,7 @@ class HttpUpstreamSession implements UpstreamSession {
     let lastEventId: string | undefined;
     while (!this.#closed) {
       try {
-        const headers: Record<string, string> = { ...this.#headers(), accept: 'text/event-stream' };
-        if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
-        const res = await this.#up.send('GET', headers, undefined, signal);
+        const res = await this.#openGet(lastEventId, signal);
         if (res.statusCode === 405) {
           await res.body.dump?.();
           return; // the server offers no GET stream
@@ -557,6 +580,10 @@ class HttpUpstreamSession implements UpstreamSession {
 function discard(body: Body): void {
   (body as unknown as NodeJS.EventEmitter).on('error', () => {});
   body.destroy();
+}
+
+function isEventStream(res: HttpAnswer): boolean {
+  return String(res.headers['content-type'] ?? '').startsWith('text/event-stream');
 }
 
 function tryParse(text: string): unknown {

@@ -187,7 +187,7 @@ describe('SseDecoder', () => {
       d.push('data: 12345\n');
       d.push('data: 12345\n');
       d.push('data: 12345\n');
-      expect(() => d.push('data: 12\n')).toThrow(/SSE event larger than 16 bytes/);
+      expect(() => d.push('data: 12\n')).toThrow(/SSE event larger than 16 characters/);
     });
 
     it('throws RangeError when a line without a line break grows past the bound', () => {
@@ -227,5 +227,27 @@ describe('SseDecoder', () => {
 
   it('does not take a CR-terminated line for two line ends when the LF arrives in the next chunk', () => {
     expect(decode(['data: a\r', '\ndata: b\r\n\r\n']).events).toEqual([{ event: 'message', data: 'a\nb' }]);
+  });
+});
+
+describe('SseDecoder.reset (a stream resumed on a new connection)', () => {
+  it('drops the half-received line and event of the broken connection, keeping the last id and retry', () => {
+    const { events, decoder } = decode(['retry: 700\nid: 7\ndata: {"a":1}\n\n', 'id: 8\ndata: {"half']);
+    expect(events).toHaveLength(1);
+    decoder.reset();
+    decoder.push('data: {"b":2}\n\n');
+    expect(events.map((e) => e.data)).toEqual(['{"a":1}', '{"b":2}']);
+    expect(decoder.lastEventId).toBe('7');
+    expect(decoder.retry).toBe(700);
+  });
+
+  it('parses a single 4 MiB line fed in small chunks', () => {
+    const { events, decoder } = decode([], 8 << 20);
+    decoder.push('data: ');
+    const chunk = 'y'.repeat(4096);
+    for (let i = 0; i < 1024; i++) decoder.push(chunk);
+    decoder.push('\n\n');
+    expect(events).toHaveLength(1);
+    expect(events[0]!.data.length).toBe(4 << 20);
   });
 });
