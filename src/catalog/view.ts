@@ -64,6 +64,8 @@ export interface RouteView {
   fingerprints: { tools: string; prompts: string; resources: string };
   /** The initialize answers of the present upstreams, in route order. */
   initializeResults: { upstream: string; result: Item }[];
+  /** Pages of the lists, serialised once per view (a view is replaced, never changed, when lists change). */
+  pages: Map<string, { result: Record<string, unknown>; json: string }>;
 }
 
 function fingerprint(v: unknown): string {
@@ -183,6 +185,7 @@ export function buildRouteView(
       resources: fingerprint([resources.items, templates.items]),
     },
     initializeResults: sources.map((s) => ({ upstream: s.upstream, result: s.entries.initializeResult })),
+    pages: new Map(),
   };
 }
 

@@ -6,7 +6,13 @@ import type { Catalog } from '../catalog/catalog.ts';
 import type { CursorCodec } from '../catalog/cursor.ts';
 import { exposeUri, type Item, type RouteView, resolveUri } from '../catalog/view.ts';
 import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
-import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.ts';
+import {
+  type JsonRpcMessage,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  RAW_RESULT,
+} from '../mcp/jsonrpc.ts';
 import { decodeServerRequestId } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
 import type { PolicyChain } from '../policy/chain.ts';
@@ -195,7 +201,8 @@ export class Router {
     }
     const view = this.#deps.catalog.view(this.path, session.profile);
     const list = LISTS[method];
-    if (list) return this.#local(session, req, meta, this.#page(req, list.view(view), list.field, list.kind));
+    if (list)
+      return this.#local(session, req, meta, this.#page(req, view, list.view(view), list.field, list.kind));
     if (method === 'logging/setLevel') return this.#setLevel(session, req, meta);
 
     const d = this.#resolve(view, req);
@@ -231,8 +238,11 @@ export class Router {
     return response;
   }
 
-  /** A page of an aggregated list; the cursor is the gateway's own (opaque, tamper-checked). */
-  #page(req: JsonRpcRequest, items: Item[], field: string, kind: string): JsonRpcResponse {
+  /**
+   * A page of an aggregated list; the cursor is the gateway's own (opaque, tamper-checked). Pages are
+   * serialised once per view, so a warm tools/list costs a map lookup and a write.
+   */
+  #page(req: JsonRpcRequest, view: RouteView, items: Item[], field: string, kind: string): JsonRpcResponse {
     const cursor = req.params?.cursor;
     let offset = 0;
     if (cursor !== undefined) {
@@ -244,12 +254,18 @@ export class Router {
       offset = state.offset;
     }
     const size = this.#deps.pageSize;
-    const result: Record<string, unknown> = {
-      [field]: offset === 0 && items.length <= size ? items : items.slice(offset, offset + size),
-    };
-    if (offset + size < items.length)
-      result.nextCursor = this.#deps.cursors.encode({ kind, offset: offset + size });
-    return { jsonrpc: '2.0', id: req.id, result };
+    const key = `${kind}:${offset}`;
+    let page = view.pages.get(key);
+    if (!page) {
+      const result: Record<string, unknown> = {
+        [field]: offset === 0 && items.length <= size ? items : items.slice(offset, offset + size),
+      };
+      if (offset + size < items.length)
+        result.nextCursor = this.#deps.cursors.encode({ kind, offset: offset + size });
+      page = { result, json: JSON.stringify(result) };
+      view.pages.set(key, page);
+    }
+    return { jsonrpc: '2.0', id: req.id, result: page.result, [RAW_RESULT]: page.json } as JsonRpcResponse;
   }
 
   /** Which upstream owns a request, and the request as that upstream must see it (its own names). */

@@ -245,7 +245,8 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     const responses: JsonRpcResponse[] = await Promise.all(
       requests.map((r) => router.request(session, r, batchChannel, m)),
     );
-    return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(responses));
+    const body = `[${responses.map((r) => serialize(r) ?? 'null').join(',')}]`;
+    return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(body);
   });
 
   app.get(path, async (req, reply) => {

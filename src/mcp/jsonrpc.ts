@@ -149,11 +149,20 @@ export function parseBody(text: string): ParsedBody {
 }
 
 /**
+ * A response may carry its result already serialised (a cached page of a list): serialize() then writes
+ * that text instead of serialising the result again. Symbol-keyed, so JSON.stringify never sees it.
+ */
+export const RAW_RESULT: unique symbol = Symbol('gatehouse.rawResult');
+
+/**
  * JSON text of a message for the wire. JSON.stringify recurses, so a pathologically deep message (which
  * JSON.parse accepted) can overflow the stack: a response then becomes an error answer with the same id,
  * and any other message is dropped (undefined).
  */
 export function serialize(m: JsonRpcMessage): string | undefined {
+  const raw = (m as { [RAW_RESULT]?: string })[RAW_RESULT];
+  if (raw !== undefined)
+    return `{"jsonrpc":"2.0","id":${JSON.stringify((m as JsonRpcSuccess).id)},"result":${raw}}`;
   try {
     return JSON.stringify(m);
   } catch {
