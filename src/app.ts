@@ -38,6 +38,8 @@ export interface Gateway {
   /** Graceful stop: refuse new work, let in-flight finish within shutdown_timeout, close upstream sessions. */
   stop(): Promise<void>;
   readonly edge: FastifyInstance;
+  /** The catalogue (started by start(); `validate --probe` starts it alone). */
+  readonly catalog: Catalog;
 }
 
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
@@ -124,6 +126,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     config,
     logger,
     edge,
+    catalog,
     async start() {
       const address = await edge.listen({ host: config.listen.host, port: config.listen.port });
       catalog.start();

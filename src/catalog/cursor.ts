@@ -1,7 +1,7 @@
 // Pagination cursors of aggregated lists: opaque to clients, tamper-checked (HMAC), carrying only what
 // the gateway needs to continue: which list and where.
 
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export interface CursorState {
   /** Which list: tools, prompts, resources, templates. */
@@ -11,11 +11,11 @@ export interface CursorState {
 }
 
 export class CursorCodec {
-  readonly #key: Buffer;
+  readonly #key: KeyObject;
 
   /** A key shared by the instances that must read each other's cursors; random by default. */
   constructor(key: Buffer = randomBytes(32)) {
-    this.#key = key;
+    this.#key = createSecretKey(key); // a KeyObject: no key import per cursor
   }
 
   encode(state: CursorState): string {

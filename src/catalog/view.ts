@@ -65,7 +65,7 @@ export interface RouteView {
   /** The initialize answers of the present upstreams, in route order. */
   initializeResults: { upstream: string; result: Item }[];
   /** Pages of the lists, serialised once per view (a view is replaced, never changed, when lists change). */
-  pages: Map<string, { result: Record<string, unknown>; json: string }>;
+  pages: Map<string, { result: Record<string, unknown>; json: Buffer }>;
 }
 
 function fingerprint(v: unknown): string {

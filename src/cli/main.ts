@@ -32,7 +32,8 @@ program
   .command('validate')
   .description('check a config file and exit non-zero with every problem found')
   .option(...configOption)
-  .action(async (flags: { config?: string }) => {
+  .option('--probe', 'also contact every upstream: report unreachable ones and name collisions of each route')
+  .action(async (flags: { config?: string; probe?: boolean }) => {
     process.exitCode = await validate(flags);
   });
 

@@ -262,7 +262,7 @@ export class Router {
       };
       if (offset + size < items.length)
         result.nextCursor = this.#deps.cursors.encode({ kind, offset: offset + size });
-      page = { result, json: JSON.stringify(result) };
+      page = { result, json: Buffer.from(JSON.stringify(result)) };
       view.pages.set(key, page);
     }
     return { jsonrpc: '2.0', id: req.id, result: page.result, [RAW_RESULT]: page.json } as JsonRpcResponse;

@@ -15,6 +15,7 @@ import {
   type JsonRpcResponse,
   parseBody,
   serialize,
+  serializeBody,
 } from '../mcp/jsonrpc.ts';
 import { allowsBatches, isSupportedVersion, PROTOCOL_VERSIONS, primesStreams } from '../mcp/versions.ts';
 import type { ExchangeSink } from '../telemetry/events.ts';
@@ -231,7 +232,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         sse.close();
         return reply;
       }
-      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(serialize(response));
+      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(serializeBody(response));
     }
 
     // A 2025-03-26 batch: answered as one JSON array; interim messages go to the session's GET stream.

@@ -154,15 +154,35 @@ export function parseBody(text: string): ParsedBody {
  */
 export const RAW_RESULT: unique symbol = Symbol('gatehouse.rawResult');
 
+const RAW_HEAD = Buffer.from('{"jsonrpc":"2.0","id":');
+const RAW_MID = Buffer.from(',"result":');
+const RAW_TAIL = Buffer.from('}');
+
+/**
+ * The body of a JSON answer: bytes, without re-encoding, when the result is a cached page (a large list
+ * then costs one copy instead of a UTF-16 → UTF-8 conversion per request), else text.
+ */
+export function serializeBody(m: JsonRpcMessage): Buffer | string | undefined {
+  const raw = (m as { [RAW_RESULT]?: Buffer })[RAW_RESULT];
+  if (raw === undefined) return serialize(m);
+  return Buffer.concat([
+    RAW_HEAD,
+    Buffer.from(JSON.stringify((m as JsonRpcSuccess).id)),
+    RAW_MID,
+    raw,
+    RAW_TAIL,
+  ]);
+}
+
 /**
  * JSON text of a message for the wire. JSON.stringify recurses, so a pathologically deep message (which
  * JSON.parse accepted) can overflow the stack: a response then becomes an error answer with the same id,
  * and any other message is dropped (undefined).
  */
 export function serialize(m: JsonRpcMessage): string | undefined {
-  const raw = (m as { [RAW_RESULT]?: string })[RAW_RESULT];
+  const raw = (m as { [RAW_RESULT]?: Buffer })[RAW_RESULT];
   if (raw !== undefined)
-    return `{"jsonrpc":"2.0","id":${JSON.stringify((m as JsonRpcSuccess).id)},"result":${raw}}`;
+    return `{"jsonrpc":"2.0","id":${JSON.stringify((m as JsonRpcSuccess).id)},"result":${raw.toString('utf8')}}`;
   try {
     return JSON.stringify(m);
   } catch {
