@@ -167,7 +167,13 @@ async function startStack(servers: number, tools: number, routes: RouteSpec[]): 
   try {
     const gateway = await launch(
       'gateway',
-      (port) => [...(process.env.GW_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof/cat'] : []), 'src/cli/main.ts', 'serve', '-c', writeGatewayConfig(port, upstream.port, servers, routes)],
+      (port) => [
+        ...(process.env.GW_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof/cat'] : []),
+        'src/cli/main.ts',
+        'serve',
+        '-c',
+        writeGatewayConfig(port, upstream.port, servers, routes),
+      ],
       root,
       GATEWAY_START_MS,
     );

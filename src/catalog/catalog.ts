@@ -32,6 +32,7 @@ export class Catalog {
   readonly #views = new Map<string, RouteView>();
   readonly #graceTimers = new Map<string, NodeJS.Timeout>();
   readonly #listeners: ChangeListener[] = [];
+  readonly #warned = new Set<string>();
   #stopped = false;
 
   constructor(opts: CatalogOptions) {
@@ -155,15 +156,27 @@ export class Catalog {
 
   #build(route: RouteCatalogConfig, profileKey: string): RouteView {
     const view = buildRouteView(route, this.#sources(route, profileKey, Date.now()));
+    // Collisions that hide an entry (or wrap URIs) are worth a warning, once per route and name.
     for (const { kind, collision } of view.collisions) {
-      if (route.tools.prefix === 'never' || kind === 'resource') {
-        this.#opts.logger.warn(
-          { route: route.path, kind, name: collision.name, upstreams: collision.upstreams },
-          kind === 'resource'
-            ? 'several upstreams give the same resource URI: they are exposed as gatehouse://<upstream>/<uri>'
-            : `several upstreams offer the same ${kind} name; with prefix "never" only the first one's is exposed`,
-        );
+      const mode = kind === 'tool' ? route.tools.prefix : kind === 'prompt' ? route.prompts.prefix : 'wrap';
+      if (mode === 'on-conflict' || mode === 'always') {
+        if (collision.lost.length === 0) continue;
       }
+      const key = `${route.path}\u0000${kind}\u0000${collision.name}\u0000${collision.upstreams.join(',')}`;
+      if (this.#warned.has(key)) continue;
+      this.#warned.add(key);
+      this.#opts.logger.warn(
+        {
+          route: route.path,
+          kind,
+          name: collision.name,
+          upstreams: collision.upstreams,
+          hidden: collision.lost,
+        },
+        kind === 'resource'
+          ? 'several upstreams give the same resource URI: they are exposed as gatehouse://<upstream>/<uri>'
+          : `several upstreams want the ${kind} name ${JSON.stringify(collision.name)}; only the first one's is exposed (${collision.lost.join(', ')} hidden)`,
+      );
     }
     return view;
   }

@@ -22,10 +22,12 @@ export interface Exposed<T extends NamedEntry> {
 }
 
 export interface Collision {
-  /** The exposed name several upstreams wanted. */
+  /** The exposed name several entries wanted. */
   name: string;
-  /** Upstreams in route order; with prefix `never` the first keeps the name, the others lose the entry. */
+  /** Upstreams in route order. */
   upstreams: string[];
+  /** Upstreams whose entry was left out for it (with `never`, or a prefixed name taken already). */
+  lost: string[];
 }
 
 /** Names longer than 128 characters keep a readable head and a hash of the whole, deterministically. */
@@ -57,31 +59,31 @@ export function exposeNames<T extends NamedEntry>(
   const collisions: Collision[] = [];
   for (const [name, list] of byName) {
     const ups = [...new Set(list.map((e) => e.upstream))];
-    if (ups.length > 1) collisions.push({ name, upstreams: ups });
+    if (ups.length > 1) collisions.push({ name, upstreams: ups, lost: [] });
   }
   const colliding = new Set(collisions.map((c) => c.name));
   const exposed: Exposed<T>[] = [];
   const taken = new Map<string, T>();
   for (const e of entries) {
-    let name: string;
-    if (mode === 'always' || (mode === 'on-conflict' && colliding.has(e.original)))
-      name = prefixed(e.upstream, e.original);
-    else name = shorten(e.original);
+    const prefix = mode === 'always' || (mode === 'on-conflict' && colliding.has(e.original));
+    const name = prefix ? prefixed(e.upstream, e.original) : shorten(e.original);
     const holder = taken.get(name);
-    if (holder?.upstream === e.upstream) continue; // an upstream that lists a name twice: keep the first
-    if (holder) {
-      // Only reachable with `never`, or when a prefixed name equals another upstream's own name: the first
-      // in route order keeps it, and the collision is reported.
-      if (!colliding.has(e.original) || mode !== 'never') {
-        const c = collisions.find((x) => x.name === name);
-        if (c) {
-          if (!c.upstreams.includes(e.upstream)) c.upstreams.push(e.upstream);
-        } else collisions.push({ name, upstreams: [holder.upstream, e.upstream] });
-      }
+    if (!holder) {
+      taken.set(name, e);
+      exposed.push({ entry: e, name });
       continue;
     }
-    taken.set(name, e);
-    exposed.push({ entry: e, name });
+    // An upstream that lists the very same name twice: keep the first, silently (nothing is lost).
+    if (holder.upstream === e.upstream && holder.original === e.original) continue;
+    // The name is taken (`never`, or a prefixed name equal to an existing one): the first entry in route
+    // order keeps it, and the loss is reported.
+    let c = collisions.find((x) => x.name === name);
+    if (!c) {
+      c = { name, upstreams: [holder.upstream], lost: [] };
+      collisions.push(c);
+    }
+    if (!c.upstreams.includes(e.upstream)) c.upstreams.push(e.upstream);
+    c.lost.push(e.upstream);
   }
   return { exposed, collisions };
 }

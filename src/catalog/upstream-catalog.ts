@@ -162,7 +162,11 @@ export class UpstreamCatalog {
     let cursor: unknown;
     for (let page = 0; page < MAX_PAGES; page++) {
       const params: Record<string, unknown> = cursor === undefined ? {} : { cursor };
-      const res = await session.request({ jsonrpc: '2.0', id: this.#nextId++, method, params });
+      // Not counted against max_concurrency: a busy upstream is not a down one.
+      const res = await session.request(
+        { jsonrpc: '2.0', id: this.#nextId++, method, params },
+        { internal: true },
+      );
       if ('error' in res) {
         if (optional && res.error.code === -32601) return out;
         throw Errors.upstreamProtocol(

@@ -57,6 +57,8 @@ export interface RouteView {
   templates: { items: Item[]; byTemplate: Map<string, Owner>; matchers: TemplateMatcher[] };
   /** Upstreams whose URIs are wrapped (collision, or `always`): their URIs travel as gatehouse://… */
   wrapped: ReadonlySet<string>;
+  /** URIs and templates several upstreams give: only their gatehouse://<upstream>/… forms route. */
+  shared: ReadonlySet<string>;
   /** The upstreams in the view, in route order (those whose entries are listed). */
   present: string[];
   collisions: { kind: 'tool' | 'prompt' | 'resource'; collision: Collision }[];
@@ -127,7 +129,7 @@ export function buildRouteView(
       const other = seen.get(key);
       if (other !== undefined && other !== upstream) {
         wrapped.add(upstream).add(other);
-        resourceCollisions.push({ name: key, upstreams: [other, upstream] });
+        resourceCollisions.push({ name: key, upstreams: [other, upstream], lost: [] });
       } else seen.set(key, upstream);
     }
   }
@@ -173,6 +175,7 @@ export function buildRouteView(
     resources,
     templates,
     wrapped,
+    shared: new Set(resourceCollisions.map((c) => c.name)),
     present: sources.map((s) => s.upstream),
     collisions: [
       ...tools.collisions.map((collision) => ({ kind: 'tool' as const, collision })),
@@ -198,6 +201,7 @@ export function resolveUri(view: RouteView, uri: string): Owner | 'ambiguous' | 
   if (unwrapped && view.present.includes(unwrapped.upstream)) return unwrapped;
   const listed = view.resources.byUri.get(uri);
   if (listed) return listed;
+  if (view.shared.has(uri)) return 'ambiguous';
   let found: Owner | undefined;
   for (const m of view.templates.matchers) {
     if (m.template.match(uri) === null) continue;

@@ -68,7 +68,11 @@ const LISTS: Record<string, { view: (v: RouteView) => Item[]; field: string; kin
   },
 };
 
-type Dispatch = { target: CallTarget; request: JsonRpcRequest } | { error: GatehouseError };
+type Dispatch =
+  | { target: CallTarget; request: JsonRpcRequest }
+  | { error: GatehouseError }
+  /** A resource read nothing places: the upstreams that serve resources are tried in turn. */
+  | { anywhere: true };
 
 export class Router {
   readonly path: string;
@@ -206,10 +210,8 @@ export class Router {
     if (method === 'logging/setLevel') return this.#setLevel(session, req, meta);
 
     const d = this.#resolve(view, req);
+    if ('anywhere' in d) return this.#readAnywhere(session, req, view, channel, meta);
     if ('error' in d) {
-      if (d.error.rpcCode === -32602 && method === 'resources/read' && this.#sole === undefined) {
-        return this.#readAnywhere(session, req, view, channel, meta);
-      }
       // The name or URI asked for is recorded, so that refusals of unknown or hidden tools are visible.
       const asked = req.params?.name ?? req.params?.uri;
       const target =
@@ -246,7 +248,7 @@ export class Router {
     const cursor = req.params?.cursor;
     let offset = 0;
     if (cursor !== undefined) {
-      const state = this.#deps.cursors.decode(cursor, kind);
+      const state = this.#deps.cursors.decode(cursor, `${this.path} ${kind}`);
       if (!state)
         return Errors.invalidParams(
           'Invalid params: unknown or tampered cursor; list again without one',
@@ -261,7 +263,10 @@ export class Router {
         [field]: offset === 0 && items.length <= size ? items : items.slice(offset, offset + size),
       };
       if (offset + size < items.length)
-        result.nextCursor = this.#deps.cursors.encode({ kind, offset: offset + size });
+        result.nextCursor = this.#deps.cursors.encode({
+          kind: `${this.path} ${kind}`,
+          offset: offset + size,
+        });
       page = { result, json: Buffer.from(JSON.stringify(result)) };
       view.pages.set(key, page);
     }
@@ -295,7 +300,7 @@ export class Router {
         if (owner === 'ambiguous') {
           return {
             error: Errors.invalidParams(
-              `Invalid params: resource ${uri} matches templates of several upstreams; use gatehouse://<upstream>/${uri}`,
+              `Invalid params: resource ${uri} is offered by several upstreams (or matches several of their templates); use gatehouse://<upstream>/${uri}`,
             ),
           };
         }
@@ -307,6 +312,7 @@ export class Router {
         }
         if (this.#sole !== undefined)
           return { target: { upstream: this.#sole, original: uri, kind: 'resource' }, request: req };
+        if (req.method === 'resources/read') return { anywhere: true };
         return { error: Errors.invalidParams(`Unknown resource: ${uri}`) };
       }
       case 'completion/complete': {

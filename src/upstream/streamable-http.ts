@@ -276,7 +276,8 @@ class HttpUpstreamSession implements UpstreamSession {
   async request(req: JsonRpcRequest, opts: RequestOptions = {}): Promise<JsonRpcResponse> {
     if (this.#closed) throw Errors.upstreamUnavailable(`upstream "${this.upstream}" session is closed`);
     const up = this.#up;
-    up.acquire();
+    const counted = !opts.internal;
+    if (counted) up.acquire();
     const upstreamId = this.#nextId++;
     const key = idKey(req.id);
     const controller = new AbortController();
@@ -325,7 +326,7 @@ class HttpUpstreamSession implements UpstreamSession {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       if (this.#pending.get(key)?.upstreamId === upstreamId) this.#pending.delete(key);
-      up.release();
+      if (counted) up.release();
     }
   }
 

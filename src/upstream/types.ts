@@ -33,6 +33,8 @@ export interface RequestOptions {
    * it. The edge may mirror the pause to a client that can resume too.
    */
   onPause?(): void;
+  /** The gateway's own bookkeeping (catalogue refresh): not counted against max_concurrency, never refused by it. */
+  internal?: boolean;
 }
 
 export interface UpstreamSession {
