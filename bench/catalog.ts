@@ -488,7 +488,7 @@ function report(catalogues: CatalogueResult[], calls: CallSummary[], failures: s
       '',
       '### tools/list of the whole catalogue',
       '',
-      'A list = every page, one after the other (following `nextCursor`); page = one `tools/list` request.',
+      'A list = every page, one after the other (following `nextCursor`); page = one `tools/list` request, timed from sending it to its last byte received (the client’s parsing of the page is excluded; at c8 the 2 cores are shared with that parsing, which still delays reading).',
       '',
       '| catalogue | tools | pages | initialize ms | complete after s | c | lists/s | page p50 ms | page p99 ms | page max ms | list p50 ms | list p99 ms | list max ms | lists | errors | gateway CPU ms/page | upstream CPU ms/list | load gen CPU ms/page | other CPU |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

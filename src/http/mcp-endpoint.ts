@@ -14,8 +14,8 @@ import {
   isRequest,
   type JsonRpcResponse,
   parseBody,
+  rawResult,
   serialize,
-  serializeBody,
 } from '../mcp/jsonrpc.ts';
 import { allowsBatches, isSupportedVersion, PROTOCOL_VERSIONS, primesStreams } from '../mcp/versions.ts';
 import type { ExchangeSink } from '../telemetry/events.ts';
@@ -232,7 +232,22 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         sse.close();
         return reply;
       }
-      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(serializeBody(response));
+      const raw = rawResult(response);
+      if (raw) {
+        // A cached page: written as head, cached bytes, tail — no copy, no re-encoding of a large list.
+        reply.hijack();
+        const head = Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":`);
+        reply.raw.writeHead(200, {
+          ...deps.corsHeaders(req),
+          'content-type': 'application/json; charset=utf-8',
+          'content-length': head.length + raw.length + 1,
+        });
+        reply.raw.write(head);
+        reply.raw.write(raw);
+        reply.raw.end('}');
+        return reply;
+      }
+      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(serialize(response));
     }
 
     // A 2025-03-26 batch: answered as one JSON array; interim messages go to the session's GET stream.

@@ -154,24 +154,9 @@ export function parseBody(text: string): ParsedBody {
  */
 export const RAW_RESULT: unique symbol = Symbol('gatehouse.rawResult');
 
-const RAW_HEAD = Buffer.from('{"jsonrpc":"2.0","id":');
-const RAW_MID = Buffer.from(',"result":');
-const RAW_TAIL = Buffer.from('}');
-
-/**
- * The body of a JSON answer: bytes, without re-encoding, when the result is a cached page (a large list
- * then costs one copy instead of a UTF-16 → UTF-8 conversion per request), else text.
- */
-export function serializeBody(m: JsonRpcMessage): Buffer | string | undefined {
-  const raw = (m as { [RAW_RESULT]?: Buffer })[RAW_RESULT];
-  if (raw === undefined) return serialize(m);
-  return Buffer.concat([
-    RAW_HEAD,
-    Buffer.from(JSON.stringify((m as JsonRpcSuccess).id)),
-    RAW_MID,
-    raw,
-    RAW_TAIL,
-  ]);
+/** The already serialised (UTF-8) result of a response, when it has one. */
+export function rawResult(m: JsonRpcMessage): Buffer | undefined {
+  return (m as { [RAW_RESULT]?: Buffer })[RAW_RESULT];
 }
 
 /**
