@@ -104,7 +104,9 @@ ${out.join('\n')}
 ## Upstream types
 
 - \`streamable-http\`: an MCP server over Streamable HTTP (protocol 2025-03-26 or later).
-  More types (\`stdio\`, \`sse\`, \`rest\`) arrive with later releases.
+- \`stdio\`: an MCP server the gateway launches (\`command\`, \`args\`, \`cwd\`, \`env\`) and supervises, one process
+  per client session or one shared (\`mode\`); its environment is only what \`env\` gives. See docs/transports.md.
+  More types (\`sse\`, \`rest\`) arrive with later releases.
 `;
 }
 

@@ -20,6 +20,7 @@ import { MemorySessionStore } from './state/session-store.ts';
 import { type ExchangeSink, fanOut } from './telemetry/events.ts';
 import { logSink } from './telemetry/log-sink.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
+import { StdioUpstream } from './upstream/stdio.ts';
 import { StreamableHttpUpstream } from './upstream/streamable-http.ts';
 import type { Upstream, UpstreamHealth } from './upstream/types.ts';
 import { GATEWAY_INFO } from './version.ts';
@@ -198,6 +199,25 @@ async function buildUpstream(
   env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<Upstream> {
+  const log = logger.child({ upstream: name });
+  if (uc.type === 'stdio') {
+    const childEnv: Record<string, string> = {};
+    for (const [k, v] of Object.entries(uc.env)) childEnv[k] = await resolveSecret(v, baseDir, env);
+    return new StdioUpstream({
+      name,
+      command: uc.command,
+      args: uc.args,
+      cwd: resolve(baseDir, uc.cwd ?? '.'),
+      env: childEnv,
+      mode: uc.mode,
+      maxProcesses: uc.max_processes,
+      startupTimeoutMs: uc.startup_timeout,
+      requestTimeoutMs: uc.request_timeout,
+      maxConcurrency: uc.max_concurrency,
+      maxMessageBytes: config.limits.max_response_bytes,
+      logger: log,
+    });
+  }
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(uc.headers))
     headers[k.toLowerCase()] = await resolveSecret(v, baseDir, env);
@@ -220,7 +240,7 @@ async function buildUpstream(
     maxConcurrency: uc.max_concurrency,
     maxMessageBytes: config.limits.max_response_bytes,
     ...(tls ? { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) } : {}),
-    logger: logger.child({ upstream: name }),
+    logger: log,
     gatewayInfo: GATEWAY_INFO,
   });
 }

@@ -158,7 +158,45 @@ const streamableHttpUpstream = z.strictObject({
   ...upstreamCuration,
 });
 
-export const upstreamSchema = z.discriminatedUnion('type', [streamableHttpUpstream]);
+const stdioUpstream = z.strictObject({
+  type: z
+    .literal('stdio')
+    .meta({ description: 'An MCP server the gateway launches and supervises, over its stdin/stdout.' }),
+  command: z
+    .string()
+    .min(1)
+    .meta({ description: "The program to run: a path, or a name looked up on the gateway's PATH." }),
+  args: z.array(z.string()).default([]).meta({ description: 'Its arguments.' }),
+  cwd: z
+    .string()
+    .optional()
+    .meta({ description: "Its working directory (default: the config file's directory)." }),
+  env: z.record(z.string(), secret).default({}).meta({
+    description:
+      'Its whole environment (values are secrets): it does NOT inherit the gateway\'s. Give PATH: "${PATH}" if it starts other programs (npx, uvx).',
+  }),
+  mode: z.enum(['per-session', 'shared']).default('per-session').meta({
+    description:
+      'per-session: one process per client session (isolated state and crashes); shared: one process for all (cheaper; server→client requests reach the client of the single request in flight).',
+  }),
+  max_processes: z.int().positive().default(32).meta({
+    description: 'Processes of this upstream alive at once (per-session mode); more sessions get -32006.',
+  }),
+  startup_timeout: duration('10s').meta({
+    description: 'Time allowed for a new process to answer initialize.',
+  }),
+  request_timeout: duration('60s').meta({
+    description: 'Time allowed for the upstream to answer one request.',
+  }),
+  max_concurrency: z
+    .int()
+    .positive()
+    .default(256)
+    .meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' }),
+  ...upstreamCuration,
+});
+
+export const upstreamSchema = z.discriminatedUnion('type', [streamableHttpUpstream, stdioUpstream]);
 
 const routeSchema = z.strictObject({
   path: z

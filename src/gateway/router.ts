@@ -7,6 +7,8 @@ import type { CursorCodec } from '../catalog/cursor.ts';
 import { exposeUri, type Item, type RouteView, resolveUri } from '../catalog/view.ts';
 import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
 import {
+  ErrorCode,
+  isRequest,
   type JsonRpcMessage,
   type JsonRpcNotification,
   type JsonRpcRequest,
@@ -66,6 +68,13 @@ const LISTS: Record<string, { view: (v: RouteView) => Item[]; field: string; kin
     field: 'resourceTemplates',
     kind: 'templates',
   },
+};
+
+/** Server→client requests and the client capability each needs. */
+const CLIENT_CAPABILITY: Record<string, string> = {
+  'sampling/createMessage': 'sampling',
+  'elicitation/create': 'elicitation',
+  'roots/list': 'roots',
 };
 
 type Dispatch =
@@ -499,6 +508,22 @@ export class Router {
       if (view.wrapped.has(upstream))
         return { ...m, params: { ...m.params, uri: exposeUri(view, upstream, m.params.uri) } };
       return m;
+    }
+    if (isRequest(m)) {
+      // A server→client request the client cannot answer (it did not declare the capability) is refused
+      // to the upstream at once, with why, instead of reaching a client that would fail it.
+      const needs = CLIENT_CAPABILITY[m.method];
+      if (needs && session.record.clientCapabilities[needs] === undefined) {
+        const error = {
+          code: ErrorCode.MethodNotFound,
+          message: `the client did not declare the ${needs} capability, so the gateway cannot relay ${m.method} to it`,
+        };
+        void session
+          .readyUpstream(upstream)
+          ?.respond({ jsonrpc: '2.0', id: m.id, error })
+          .catch(() => {});
+        return undefined;
+      }
     }
     return GatewaySession.rewriteForClient(upstream, m);
   }

@@ -57,13 +57,22 @@ function problemAt(text: string, path: string, env: NodeJS.ProcessEnv = {}): Con
   return at[0]!;
 }
 
+/** The `main` upstream, a streamable-http one in these configs. */
+function httpOf(c: ReturnType<typeof parse>) {
+  const u = c.upstreams.main;
+  if (u?.type !== 'streamable-http') throw new Error('main is not a streamable-http upstream');
+  return u;
+}
+
+const urlOf = (c: ReturnType<typeof parse>): string => httpOf(c).url;
+
 describe('${ENV} interpolation', () => {
   const withUrl = (url: string) => BASE.replace('http://127.0.0.1:3001/mcp', url);
 
   it('replaces ${NAME} in a value', () => {
-    expect(
-      parse(withUrl('${UPSTREAM_URL}'), { UPSTREAM_URL: 'http://10.0.0.1/mcp' }).upstreams.main!.url,
-    ).toBe('http://10.0.0.1/mcp');
+    expect(urlOf(parse(withUrl('${UPSTREAM_URL}'), { UPSTREAM_URL: 'http://10.0.0.1/mcp' }))).toBe(
+      'http://10.0.0.1/mcp',
+    );
   });
 
   it('replaces several variables inside one value', () => {
@@ -72,14 +81,14 @@ describe('${ENV} interpolation', () => {
       P: '9000',
       PATH_PART: 'mcp',
     });
-    expect(c.upstreams.main!.url).toBe('http://up.internal:9000/mcp');
+    expect(urlOf(c)).toBe('http://up.internal:9000/mcp');
   });
 
   it('uses the default of ${NAME:-default} when the variable is unset or empty, the variable otherwise', () => {
     const text = withUrl('${U:-http://fallback:1/mcp}');
-    expect(parse(text, {}).upstreams.main!.url).toBe('http://fallback:1/mcp');
-    expect(parse(text, { U: '' }).upstreams.main!.url).toBe('http://fallback:1/mcp');
-    expect(parse(text, { U: 'http://set:2/mcp' }).upstreams.main!.url).toBe('http://set:2/mcp');
+    expect(urlOf(parse(text, {}))).toBe('http://fallback:1/mcp');
+    expect(urlOf(parse(text, { U: '' }))).toBe('http://fallback:1/mcp');
+    expect(urlOf(parse(text, { U: 'http://set:2/mcp' }))).toBe('http://set:2/mcp');
   });
 
   it('allows an empty default', () => {
@@ -215,9 +224,10 @@ describe('invalid values', () => {
   });
 
   it('names the upstream type field and the types available', () => {
-    const p = problemAt(BASE.replace('type: streamable-http', 'type: stdio'), 'upstreams.main.type');
+    const p = problemAt(BASE.replace('type: streamable-http', 'type: carrier-pigeon'), 'upstreams.main.type');
     expect(p.line).toBe(3);
     expect(p.message).toContain('streamable-http');
+    expect(p.message).toContain('stdio');
     expect(p.message).toContain('"type"');
   });
 
@@ -439,7 +449,7 @@ describe('durations and sizes', () => {
     expect(c.health.interval).toBe(0);
     expect(c.sessions.idle_timeout).toBe(3_600_000);
     expect(c.limits).toEqual({ max_body_bytes: 1024 * 1024, max_response_bytes: 2048 });
-    expect(c.upstreams.main!.connect_timeout).toBe(250);
+    expect(httpOf(c).connect_timeout).toBe(250);
     expect(c.upstreams.main!.request_timeout).toBe(120_000);
   });
 
@@ -535,10 +545,8 @@ describe('TLS', () => {
   it('accepts an upstream CA alone, or a client certificate with its key', () => {
     const tls = (lines: string) =>
       BASE.replace('    url: http://127.0.0.1:3001/mcp', `    url: https://127.0.0.1:3001/mcp\n${lines}`);
-    expect(parse(tls('    tls: { ca: ca.pem }')).upstreams.main!.tls).toEqual({ ca: 'ca.pem' });
-    expect(
-      parse(tls('    tls: { cert: c.pem, key: k.pem, server_name: up.internal }')).upstreams.main!.tls,
-    ).toEqual({
+    expect(httpOf(parse(tls('    tls: { ca: ca.pem }'))).tls).toEqual({ ca: 'ca.pem' });
+    expect(httpOf(parse(tls('    tls: { cert: c.pem, key: k.pem, server_name: up.internal }'))).tls).toEqual({
       cert: 'c.pem',
       key: 'k.pem',
       server_name: 'up.internal',
@@ -570,7 +578,7 @@ describe('secret references', () => {
         '      X-Inline: plain\n      Authorization: { env: UP_TOKEN }\n      X-Key: { file: token.txt }',
       ),
     );
-    expect(c.upstreams.main!.headers).toEqual({
+    expect(httpOf(c).headers).toEqual({
       'X-Inline': 'plain',
       Authorization: { env: 'UP_TOKEN' },
       'X-Key': { file: 'token.txt' },
@@ -676,7 +684,7 @@ describe('loadConfigFile', () => {
     const loaded = await loadConfigFile(join(dir, 'gw.yaml'), { U: 'http://127.0.0.1:1/mcp' });
     expect(loaded.file).toBe(join(dir, 'gw.yaml'));
     expect(loaded.baseDir).toBe(dir);
-    expect(loaded.config.upstreams.main!.url).toBe('http://127.0.0.1:1/mcp');
+    expect(urlOf(loaded.config)).toBe('http://127.0.0.1:1/mcp');
   });
 
   it('names the file, the variable and the line when the environment lacks a variable', async () => {
