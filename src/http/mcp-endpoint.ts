@@ -20,6 +20,7 @@ import {
 import { allowsBatches, isSupportedVersion, PROTOCOL_VERSIONS, primesStreams } from '../mcp/versions.ts';
 import type { ExchangeSink } from '../telemetry/events.ts';
 import { accepts } from './guards.ts';
+import { acceptsBoth, header, isJsonType, JSON_TYPE, meta } from './request.ts';
 import { SseWriter } from './sse-writer.ts';
 
 export interface EndpointDeps {
@@ -31,44 +32,10 @@ export interface EndpointDeps {
   keepaliveMs: number;
 }
 
-const JSON_TYPE = 'application/json';
 /** The code of the answer the gateway makes for a request the client cancelled. */
 const REQUEST_CANCELLED = ErrorCode.RequestCancelled;
 /** The reconnection delay advertised to clients on resumable streams. */
 const RETRY_MS = 1000;
-
-/** Whether a Content-Type is JSON (parameters such as charset allowed); memoised like Accept. */
-const typeMemo = new Map<string, boolean>();
-function isJsonType(type: string | undefined): boolean {
-  if (type === undefined) return false;
-  let ok = typeMemo.get(type);
-  if (ok === undefined) {
-    ok = type.split(';')[0]!.trim().toLowerCase() === JSON_TYPE;
-    if (typeMemo.size < 256) typeMemo.set(type, ok);
-  }
-  return ok;
-}
-
-/** Whether an Accept header admits both answer types; clients send few distinct values, so it is memoised. */
-const acceptMemo = new Map<string, boolean>();
-function acceptsBoth(accept: string | undefined): boolean {
-  if (accept === undefined) return false;
-  let ok = acceptMemo.get(accept);
-  if (ok === undefined) {
-    ok = accepts(accept, JSON_TYPE) && accepts(accept, 'text/event-stream');
-    if (acceptMemo.size < 256) acceptMemo.set(accept, ok);
-  }
-  return ok;
-}
-
-function meta(req: FastifyRequest): RequestMeta {
-  return { requestId: String(req.id), principal: undefined, startedAt: Date.now(), t0: performance.now() };
-}
-
-function header(req: FastifyRequest, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
 
 export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): void {
   const { router, sessions } = deps;

@@ -16,6 +16,7 @@ import type { ExchangeSink } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamHealth } from '../upstream/types.ts';
 import { buildOriginPolicy } from './guards.ts';
+import { legacyPaths, registerLegacySseEndpoint } from './legacy-sse-endpoint.ts';
 import { registerMcpEndpoint } from './mcp-endpoint.ts';
 
 export interface EdgeOptions {
@@ -78,7 +79,9 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     allowedOrigins: opts.allowedOrigins,
     allowedHosts: opts.allowedHosts,
   });
-  const mcpPaths = new Set(opts.routers.map((r) => r.path));
+  const mcpPaths = new Set(
+    opts.routers.flatMap((r) => [r.path, legacyPaths(r.path).sse, legacyPaths(r.path).messages]),
+  );
 
   // CORS headers only for allowed origins: a refusal must not grant a foreign page read access either.
   const corsHeaders = (req: FastifyRequest): Record<string, string> => {
@@ -186,6 +189,13 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
           'access-control-max-age': '600',
         })
         .send();
+    });
+    registerLegacySseEndpoint(app, {
+      router,
+      sessions: opts.sessions,
+      corsHeaders,
+      keepaliveMs: 25_000,
+      maxPending: 1000,
     });
     registerMcpEndpoint(app, {
       router,

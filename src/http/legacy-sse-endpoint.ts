@@ -1,0 +1,139 @@
+// The 2024-11-05 HTTP+SSE transport for old clients, per route: GET <route>/sse opens the stream and
+// names, in an `endpoint` event, where to POST (<route>/messages?sessionId=…); every answer and server
+// message travels on that stream. The MCP session lives as long as the stream.
+
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ReplyChannel, Router } from '../gateway/router.ts';
+import type { GatewaySession } from '../gateway/session.ts';
+import type { SessionRegistry } from '../gateway/sessions.ts';
+import { asGatehouseError, Errors } from '../mcp/errors.ts';
+import {
+  ErrorCode,
+  errorResponse,
+  isNotification,
+  isRequest,
+  type JsonRpcMessage,
+  parseBody,
+} from '../mcp/jsonrpc.ts';
+import { accepts } from './guards.ts';
+import { header, isJsonType, meta } from './request.ts';
+import { SseWriter } from './sse-writer.ts';
+
+export interface LegacyEndpointDeps {
+  router: Router;
+  sessions: SessionRegistry;
+  corsHeaders(req: FastifyRequest): Record<string, string>;
+  keepaliveMs: number;
+  /** Streams that have not initialized yet, at most (they hold a connection each). */
+  maxPending: number;
+}
+
+interface Connection {
+  writer: SseWriter;
+  session: GatewaySession | undefined;
+  /** Notifications and responses are handled in arrival order. */
+  queue: Promise<void>;
+}
+
+export function legacyPaths(route: string): { sse: string; messages: string } {
+  const base = route === '/' ? '' : route;
+  return { sse: `${base}/sse`, messages: `${base}/messages` };
+}
+
+export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndpointDeps): void {
+  const { router, sessions } = deps;
+  const paths = legacyPaths(router.path);
+  const connections = new Map<string, Connection>();
+
+  app.get(paths.sse, async (req, reply) => {
+    if (!accepts(header(req, 'accept'), 'text/event-stream')) {
+      throw Errors.notAcceptable('Not Acceptable: the SSE transport needs Accept: text/event-stream');
+    }
+    const pending = [...connections.values()].filter((c) => !c.session).length;
+    if (pending >= deps.maxPending)
+      throw Errors.overloaded('too many SSE connections have not initialized yet; retry later');
+    reply.hijack();
+    const id = randomBytes(24).toString('base64url');
+    const writer = new SseWriter(reply.raw, deps.corsHeaders(req), deps.keepaliveMs);
+    const conn: Connection = { writer, session: undefined, queue: Promise.resolve() };
+    connections.set(id, conn);
+    reply.raw.write(`event: endpoint\ndata: ${paths.messages}?sessionId=${id}\n\n`);
+    writer.onClose(() => {
+      connections.delete(id);
+      if (conn.session) void sessions.delete(conn.session.id, 'SSE stream closed');
+    });
+    return reply;
+  });
+
+  app.post(paths.messages, async (req, reply) => {
+    const m = meta(req);
+    const id = (req.query as Record<string, unknown>).sessionId;
+    const conn = typeof id === 'string' ? connections.get(id) : undefined;
+    if (!conn)
+      throw Errors.sessionNotFound(
+        'Session not found: open the SSE stream first (GET …/sse) and post to the endpoint it names',
+      );
+    if (!isJsonType(header(req, 'content-type'))) {
+      throw Errors.unsupportedMediaType('Unsupported Media Type: Content-Type must be application/json');
+    }
+    const parsed = parseBody(typeof req.body === 'string' ? req.body : '');
+    if (!parsed.ok)
+      throw parsed.code === ErrorCode.ParseError
+        ? Errors.parse(parsed.message)
+        : Errors.invalidRequest(parsed.message);
+    if (parsed.batch)
+      throw Errors.invalidRequest(
+        'Invalid Request: JSON-RPC batches are not part of the 2024-11-05 transport',
+      );
+    const msg = parsed.messages[0];
+    // Accepted at once: the answer travels on the stream, possibly much later.
+    void reply.code(202).headers(deps.corsHeaders(req)).send('Accepted');
+    const send = (x: JsonRpcMessage) => conn.writer.send(x);
+    const handle = async (): Promise<void> => {
+      if (isRequest(msg) && msg.method === 'initialize') {
+        if (conn.session) {
+          send(
+            errorResponse(
+              msg.id,
+              ErrorCode.InvalidRequest,
+              'Invalid Request: this session is already initialized',
+            ),
+          );
+          return;
+        }
+        const { response, session } = await router.initialize(msg, m);
+        if (session) {
+          conn.session = session;
+          session.attachStream(conn.writer); // server messages outside requests go to the same stream
+        }
+        send(response);
+        return;
+      }
+      const session = conn.session;
+      if (!session || session.closed) {
+        if (isRequest(msg))
+          send(errorResponse(msg.id, ErrorCode.InvalidRequest, 'Invalid Request: send initialize first'));
+        return;
+      }
+      if (isRequest(msg)) {
+        const channel: ReplyChannel = { stream() {}, pause() {}, send };
+        const response = await router.request(session, msg, channel, m);
+        if (!('error' in response && response.error.code === ErrorCode.RequestCancelled)) send(response);
+        return;
+      }
+      conn.queue = conn.queue.then(() =>
+        (isNotification(msg) ? router.notification(session, msg) : router.response(session, msg)).catch(
+          (err: unknown) => req.log.warn({ err, requestId: req.id }, 'message not delivered'),
+        ),
+      );
+      await conn.queue;
+    };
+    await handle().catch((err: unknown) => {
+      // The HTTP answer is gone already: a failure is reported on the stream, to the request it concerns.
+      if (isRequest(msg)) send(asGatehouseError(err).toResponse(msg.id));
+      else req.log.warn({ err, requestId: req.id }, 'message not handled');
+    });
+    return reply;
+  });
+}
