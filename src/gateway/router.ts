@@ -15,7 +15,7 @@ import {
   type JsonRpcResponse,
   RAW_RESULT,
 } from '../mcp/jsonrpc.ts';
-import { decodeServerRequestId } from '../mcp/server-request-id.ts';
+import { decodeServerRequestId, decodeTaskId, encodeTaskId, mapTaskIds } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
 import type { PolicyChain } from '../policy/chain.ts';
 import { type ExchangeSink, noopSink, type Outcome } from '../telemetry/events.ts';
@@ -182,6 +182,8 @@ export class Router {
       if (c.logging) caps.logging = {};
       if (c.completions) caps.completions = {};
       if (isObject(c.experimental)) caps.experimental = { ...caps.experimental, ...c.experimental };
+      // Task ids are rewritten to name their upstream, so tasks work across an aggregating route.
+      if (isObject(c.tasks)) caps.tasks = { ...caps.tasks, ...c.tasks };
       if (typeof result.instructions === 'string' && result.instructions.trim() !== '') {
         instructions.push(`## ${upstream}\n${result.instructions.trim()}`);
       }
@@ -217,6 +219,7 @@ export class Router {
     if (list)
       return this.#local(session, req, meta, this.#page(req, view, list.view(view), list.field, list.kind));
     if (method === 'logging/setLevel') return this.#setLevel(session, req, meta);
+    if (method === 'tasks/list' && this.#sole === undefined) return this.#listTasks(session, req, meta);
 
     const d = this.#resolve(view, req);
     if ('anywhere' in d) return this.#readAnywhere(session, req, view, channel, meta);
@@ -352,6 +355,20 @@ export class Router {
           ),
         };
       }
+      case 'tasks/get':
+      case 'tasks/result':
+      case 'tasks/cancel': {
+        if (this.#sole !== undefined)
+          return { target: { upstream: this.#sole, original: undefined, kind: 'none' }, request: req };
+        // On an aggregating route a task id names its upstream (the gateway rewrote it when the task began).
+        const task = decodeTaskId(p.taskId);
+        if (!task || !this.#byName.has(task.upstream))
+          return { error: Errors.invalidParams(`Unknown task: ${String(p.taskId)}`) };
+        return {
+          target: { upstream: task.upstream, original: task.taskId, kind: 'none' },
+          request: { ...req, params: { ...p, taskId: task.taskId } },
+        };
+      }
       default:
         if (this.#sole !== undefined)
           return { target: { upstream: this.#sole, original: undefined, kind: 'none' }, request: req };
@@ -408,6 +425,10 @@ export class Router {
         },
       });
       outcome = 'error' in response ? 'error' : 'ok';
+      if (this.#sole === undefined && !('error' in response)) {
+        const result = mapTaskIds(response.result, (id) => encodeTaskId(target.upstream, id));
+        if (result !== response.result) response = { ...response, result };
+      }
       if (req.method === 'resources/read' && view.wrapped.has(target.upstream))
         response = this.#exposeContents(view, target.upstream, response);
     } catch (err) {
@@ -469,6 +490,25 @@ export class Router {
     return { ...res, result: { ...res.result, contents } };
   }
 
+  /** tasks/list on an aggregating route: the client's tasks on every upstream session it has, merged. */
+  async #listTasks(
+    session: GatewaySession,
+    req: JsonRpcRequest,
+    meta: RequestMeta,
+  ): Promise<JsonRpcResponse> {
+    const open = await session.openUpstreams();
+    const lists = await Promise.allSettled(
+      open.map(async (us) => {
+        const res = await us.request({ jsonrpc: '2.0', id: req.id, method: 'tasks/list', params: {} });
+        if ('error' in res) return [];
+        const tasks = mapTaskIds(res.result, (id) => encodeTaskId(us.upstream, id)).tasks;
+        return Array.isArray(tasks) ? tasks : [];
+      }),
+    );
+    const tasks = lists.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    return this.#local(session, req, meta, { jsonrpc: '2.0', id: req.id, result: { tasks } });
+  }
+
   /** logging/setLevel applies to every upstream session of the client, now and opened later. */
   async #setLevel(session: GatewaySession, req: JsonRpcRequest, meta: RequestMeta): Promise<JsonRpcResponse> {
     const level = req.params?.level;
@@ -497,8 +537,14 @@ export class Router {
    * tells clients when their view changed); resource URIs are shown as listed; the rest goes through,
    * server→client requests with ids that name their upstream.
    */
-  #inbound(session: GatewaySession, upstream: string, m: JsonRpcMessage): JsonRpcMessage | undefined {
-    if (!('method' in m)) return undefined;
+  #inbound(session: GatewaySession, upstream: string, message: JsonRpcMessage): JsonRpcMessage | undefined {
+    if (!('method' in message)) return undefined;
+    let m = message;
+    if (this.#sole === undefined && m.params) {
+      // Task ids in notifications (tasks/status, related-task metadata) name their upstream too.
+      const params = mapTaskIds(m.params, (id) => encodeTaskId(upstream, id));
+      if (params !== m.params) m = { ...m, params };
+    }
     if (m.method.endsWith('/list_changed') && m.method !== 'notifications/roots/list_changed') {
       this.#deps.catalog.refresh(upstream, session.profile);
       return undefined;

@@ -26,3 +26,55 @@ export function decodeServerRequestId(id: JsonRpcId): { upstream: string; id: Js
   }
   return undefined;
 }
+
+const TASK_PREFIX = 'gh1t.';
+
+/** A task id as clients of an aggregating route see it: it names the upstream that runs the task. */
+export function encodeTaskId(upstream: string, taskId: string): string {
+  return TASK_PREFIX + Buffer.from(JSON.stringify([upstream, taskId])).toString('base64url');
+}
+
+export function decodeTaskId(id: unknown): { upstream: string; taskId: string } | undefined {
+  if (typeof id !== 'string' || !id.startsWith(TASK_PREFIX)) return undefined;
+  try {
+    const v: unknown = JSON.parse(Buffer.from(id.slice(TASK_PREFIX.length), 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string')
+      return { upstream: v[0], taskId: v[1] };
+  } catch {
+    // not one of ours
+  }
+  return undefined;
+}
+
+const RELATED_TASK = 'io.modelcontextprotocol/related-task';
+
+/**
+ * Rewrites the task ids of an upstream's message body (a result, or notification params) where MCP
+ * 2025-11-25 puts them: a created task, a task, a list of tasks, and related-task metadata.
+ */
+export function mapTaskIds(
+  body: Record<string, unknown>,
+  map: (taskId: string) => string,
+): Record<string, unknown> {
+  let out = body;
+  const copy = () => {
+    if (out === body) out = { ...body };
+    return out;
+  };
+  if (typeof body.taskId === 'string') copy().taskId = map(body.taskId);
+  const task = body.task as Record<string, unknown> | undefined;
+  if (task && typeof task === 'object' && typeof task.taskId === 'string')
+    copy().task = { ...task, taskId: map(task.taskId) };
+  if (Array.isArray(body.tasks)) {
+    copy().tasks = body.tasks.map((t: unknown) =>
+      t && typeof t === 'object' && typeof (t as Record<string, unknown>).taskId === 'string'
+        ? { ...(t as Record<string, unknown>), taskId: map((t as Record<string, string>).taskId!) }
+        : t,
+    );
+  }
+  const meta = body._meta as Record<string, unknown> | undefined;
+  const related = meta?.[RELATED_TASK] as Record<string, unknown> | undefined;
+  if (related && typeof related.taskId === 'string')
+    copy()._meta = { ...meta, [RELATED_TASK]: { ...related, taskId: map(related.taskId) } };
+  return out;
+}
