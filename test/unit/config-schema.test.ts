@@ -14,6 +14,8 @@ const REGENERATE =
 const EXAMPLE_ENV: NodeJS.ProcessEnv = {
   UPSTREAM_URL: 'http://127.0.0.1:3001/mcp',
   DEMO_UPSTREAM_URL: 'http://127.0.0.1:3002/mcp',
+  DEMO_NODE: '/usr/bin/node',
+  DEMO_EVERYTHING: '/opt/everything/index.js',
   GITHUB_MCP_URL: 'http://127.0.0.1:3003/mcp',
   JIRA_MCP_URL: 'http://127.0.0.1:3004/mcp',
   DOCS_MCP_URL: 'http://127.0.0.1:3005/mcp',
