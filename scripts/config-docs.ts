@@ -106,7 +106,8 @@ ${out.join('\n')}
 - \`streamable-http\`: an MCP server over Streamable HTTP (protocol 2025-03-26 or later).
 - \`stdio\`: an MCP server the gateway launches (\`command\`, \`args\`, \`cwd\`, \`env\`) and supervises, one process
   per client session or one shared (\`mode\`); its environment is only what \`env\` gives. See docs/transports.md.
-  More types (\`sse\`, \`rest\`) arrive with later releases.
+- \`sse\`: an MCP server over the 2024-11-05 HTTP+SSE transport (\`url\` of its SSE endpoint).
+  More types (\`rest\`) arrive with later releases.
 `;
 }
 

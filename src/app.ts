@@ -20,6 +20,7 @@ import { MemorySessionStore } from './state/session-store.ts';
 import { type ExchangeSink, fanOut } from './telemetry/events.ts';
 import { logSink } from './telemetry/log-sink.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
+import { LegacySseUpstream } from './upstream/legacy-sse.ts';
 import { StdioUpstream } from './upstream/stdio.ts';
 import { StreamableHttpUpstream } from './upstream/streamable-http.ts';
 import type { Upstream, UpstreamHealth } from './upstream/types.ts';
@@ -224,14 +225,16 @@ async function buildUpstream(
   const file = (p: string | undefined) =>
     p ? readFile(resolve(baseDir, p), 'utf8') : Promise.resolve(undefined);
   const tls = uc.tls
-    ? {
-        ca: await file(uc.tls.ca),
-        cert: await file(uc.tls.cert),
-        key: await file(uc.tls.key),
-        servername: uc.tls.server_name,
-      }
+    ? Object.fromEntries(
+        Object.entries({
+          ca: await file(uc.tls.ca),
+          cert: await file(uc.tls.cert),
+          key: await file(uc.tls.key),
+          servername: uc.tls.server_name,
+        }).filter(([, v]) => v !== undefined),
+      )
     : undefined;
-  return new StreamableHttpUpstream({
+  const common = {
     name,
     url: uc.url,
     headers,
@@ -239,10 +242,11 @@ async function buildUpstream(
     requestTimeoutMs: uc.request_timeout,
     maxConcurrency: uc.max_concurrency,
     maxMessageBytes: config.limits.max_response_bytes,
-    ...(tls ? { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) } : {}),
+    ...(tls ? { tls } : {}),
     logger: log,
-    gatewayInfo: GATEWAY_INFO,
-  });
+  };
+  if (uc.type === 'sse') return new LegacySseUpstream(common);
+  return new StreamableHttpUpstream({ ...common, gatewayInfo: GATEWAY_INFO });
 }
 
 /** A route's catalogue rules, compiled once from config. */

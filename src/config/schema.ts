@@ -196,7 +196,39 @@ const stdioUpstream = z.strictObject({
   ...upstreamCuration,
 });
 
-export const upstreamSchema = z.discriminatedUnion('type', [streamableHttpUpstream, stdioUpstream]);
+const legacySseUpstream = z.strictObject({
+  type: z.literal('sse').meta({
+    description: 'An MCP server over the 2024-11-05 HTTP+SSE transport (GET stream + POST endpoint).',
+  }),
+  url: z
+    .url({ protocol: /^https?$/ })
+    .meta({ description: 'The SSE endpoint of the server, e.g. http://host:3001/sse.' }),
+  headers: z
+    .record(z.string(), secret)
+    .default({})
+    .meta({ description: 'Static headers sent on the stream and every POST (values are secrets).' }),
+  connect_timeout: duration('5s').meta({
+    description: 'Time allowed to open the stream and receive its endpoint event.',
+  }),
+  request_timeout: duration('60s').meta({
+    description: 'Time allowed for the upstream to answer one request.',
+  }),
+  max_concurrency: z
+    .int()
+    .positive()
+    .default(256)
+    .meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' }),
+  tls: upstreamTls
+    .optional()
+    .meta({ description: 'TLS towards the upstream: custom CA, client certificate (mTLS).' }),
+  ...upstreamCuration,
+});
+
+export const upstreamSchema = z.discriminatedUnion('type', [
+  streamableHttpUpstream,
+  stdioUpstream,
+  legacySseUpstream,
+]);
 
 const routeSchema = z.strictObject({
   path: z

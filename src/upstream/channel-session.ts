@@ -183,9 +183,13 @@ export class ChannelUpstreamSession implements UpstreamSession {
       this.#byUpstreamId.set(upstreamId, pending);
       this.#byClientId.set(key, pending);
       this.#opts.channel.send(out).catch((err: unknown) => {
-        const e = Errors.upstreamUnavailable(
-          `upstream "${this.upstream}" could not be written to (${(err as Error).message})`,
-        );
+        // A channel error that already names the upstream passes as it is.
+        const e =
+          err instanceof GatehouseError
+            ? err
+            : Errors.upstreamUnavailable(
+                `upstream "${this.upstream}" could not be written to (${(err as Error).message})`,
+              );
         this.#opts.onDown(e);
         pending.reject(e);
       });
