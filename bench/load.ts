@@ -16,15 +16,29 @@ export type RoundResult = {
   latenciesMs: number[];
 };
 
-/** The JSON-RPC message of a body that is either `application/json` or a one-event SSE stream. */
+/**
+ * The JSON-RPC message of a body that is either `application/json` or an SSE stream. A stream may carry
+ * a priming event with empty data (mcp-proxy sends one) and notifications or requests before the
+ * answer: its message is the first event that is a response, else its first message.
+ */
 export function parseMessage(contentType: string, text: string): unknown {
   if (!contentType.startsWith('text/event-stream')) return JSON.parse(text);
-  const data = text
-    .split('\n')
-    .filter((line) => line.startsWith('data:'))
-    .map((line) => line.slice(5).trim())
-    .join('');
-  return JSON.parse(data);
+  let first: unknown;
+  for (const event of text.split(/\r?\n\r?\n/)) {
+    const data = event
+      .split(/\r?\n/)
+      .filter((line) => line.startsWith('data:'))
+      .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
+      .join('\n');
+    if (data.trim() === '') continue;
+    const message: unknown = JSON.parse(data);
+    if (typeof message === 'object' && message !== null && ('result' in message || 'error' in message)) {
+      return message;
+    }
+    first ??= message;
+  }
+  if (first === undefined) throw new Error('the event stream holds no message');
+  return first;
 }
 
 async function post(url: URL, headers: Record<string, string>, message: unknown) {

@@ -1,7 +1,7 @@
 // Child processes of the benchmark: free ports, spawning, readiness by TCP connect, CPU time from /proc,
 // and a guaranteed cleanup of every child on exit.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -130,4 +130,41 @@ export function machineBusyMs(): number {
   // cpu user nice system idle iowait irq softirq steal …
   const [user, nice, system, , , irq, softirq, steal] = line.split(/\s+/).slice(1).map(Number);
   return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / TICKS_PER_SECOND;
+}
+
+const PID = /^[0-9]+$/;
+
+export type TreeProcess = { readonly pid: number; readonly argv: readonly string[] };
+
+/** `pid` and every process descended from it (children spawned through a shell included), from /proc. */
+export function processTree(pid: number): TreeProcess[] {
+  const childrenOf = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!PID.test(entry)) continue; // /proc/self, /proc/stat, …
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile, or not a process
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const siblings = childrenOf.get(ppid);
+    if (siblings === undefined) childrenOf.set(ppid, [Number(entry)]);
+    else siblings.push(Number(entry));
+  }
+  const tree: TreeProcess[] = [];
+  for (const queue = [pid]; queue.length > 0; ) {
+    const next = queue.shift()!;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${next}/cmdline`, 'utf8')
+        .split('\0')
+        .filter((a) => a !== '');
+    } catch {
+      continue;
+    }
+    tree.push({ pid: next, argv });
+    queue.push(...(childrenOf.get(next) ?? []));
+  }
+  return tree;
 }

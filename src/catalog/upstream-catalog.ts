@@ -142,11 +142,17 @@ export class UpstreamCatalog {
 
   async #openSession(): Promise<UpstreamSession> {
     if (this.#session && !this.#session.closed) return this.#session;
-    const session = await this.upstream.connect({
-      protocolVersion: LATEST_VERSION,
-      capabilities: this.profile.capabilities,
-      clientInfo: { name: `${this.#opts.gatewayInfo.name}-catalog`, version: this.#opts.gatewayInfo.version },
-    });
+    const session = await this.upstream.connect(
+      {
+        protocolVersion: LATEST_VERSION,
+        capabilities: this.profile.capabilities,
+        clientInfo: {
+          name: `${this.#opts.gatewayInfo.name}-catalog`,
+          version: this.#opts.gatewayInfo.version,
+        },
+      },
+      { internal: true },
+    );
     session.onServerMessage((m) => this.#onServerMessage(session, m));
     if (this.#stopped) {
       await session.close();

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { Errors } from '../mcp/errors.ts';
-import { invalidMessageReason, type JsonRpcMessage, serialize } from '../mcp/jsonrpc.ts';
+import { invalidMessageReason, isRequest, type JsonRpcMessage, serialize } from '../mcp/jsonrpc.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
 import type {
@@ -195,11 +195,19 @@ class ProcessChannel implements MessageChannel {
 class SharedHandle implements UpstreamSession {
   readonly #shared: ChannelUpstreamSession;
   readonly #scope: string;
+  readonly #onClose: () => void;
+  #handler: ((m: JsonRpcMessage) => void) | undefined;
   #closed = false;
 
-  constructor(shared: ChannelUpstreamSession, scope: string) {
+  constructor(shared: ChannelUpstreamSession, scope: string, onClose: () => void) {
     this.#shared = shared;
     this.#scope = scope;
+    this.#onClose = onClose;
+  }
+
+  /** A message of the shared process meant for every client (list changes). */
+  deliver(m: JsonRpcMessage): void {
+    if (!this.closed) this.#handler?.(m);
   }
 
   get upstream(): string {
@@ -228,12 +236,14 @@ class SharedHandle implements UpstreamSession {
   cancel(id: Parameters<UpstreamSession['cancel']>[0], reason?: string) {
     return this.#shared.cancelIn(this.#scope, id, reason);
   }
-  onServerMessage(): void {
-    // A shared process's requests reach a client through the request in flight (channel-session);
-    // what it sends outside any request has no single owner and is dropped.
+  onServerMessage(handler: (m: JsonRpcMessage) => void): void {
+    // Requests of the shared process reach a client through the request in flight (channel-session);
+    // outside requests only list changes are delivered (see StdioUpstream#fromShared).
+    this.#handler = handler;
   }
   async close(): Promise<void> {
     this.#closed = true;
+    this.#onClose();
   }
 }
 
@@ -249,6 +259,9 @@ export class StdioUpstream implements Upstream {
   #restartAt = 0;
   #shared: Promise<ChannelUpstreamSession> | undefined;
   #scopes = 0;
+  /** Processes of client sessions (the catalogue's own do not count against max_processes). */
+  #clientProcesses = 0;
+  readonly #handles = new Set<SharedHandle>();
   #closing = false;
 
   constructor(options: StdioOptions) {
@@ -261,14 +274,33 @@ export class StdioUpstream implements Upstream {
     return this.#processes.size;
   }
 
-  async connect(client: ClientInfo): Promise<UpstreamSession> {
+  async connect(client: ClientInfo, opts: { internal?: boolean } = {}): Promise<UpstreamSession> {
     if (this.#closing) throw Errors.shuttingDown(`upstream "${this.name}" is shutting down`);
     if (this.options.mode === 'per-session') {
-      const { session } = await this.#start(client);
+      const { session } = await this.#start(client, opts.internal === true);
       return session;
     }
     const shared = await this.#sharedSession();
-    return new SharedHandle(shared, `${++this.#scopes}\u0000`);
+    const handle = new SharedHandle(shared, `${++this.#scopes}\u0000`, () => this.#handles.delete(handle));
+    this.#handles.add(handle);
+    return handle;
+  }
+
+  /**
+   * What the shared process sends outside any request: list changes concern everyone (each client's
+   * session hears of them, and so the catalogue); a request has no single owner and is refused at once;
+   * other notifications (logs, resource updates) would leak between clients and are dropped.
+   */
+  #fromShared(shared: ChannelUpstreamSession, m: JsonRpcMessage): void {
+    if (isRequest(m)) {
+      const error = {
+        code: -32601,
+        message: `${m.method} outside a request cannot be routed: this stdio upstream is shared by several clients`,
+      };
+      void shared.respond({ jsonrpc: '2.0', id: m.id, error }).catch(() => {});
+      return;
+    }
+    if ('method' in m && m.method.endsWith('/list_changed')) for (const h of this.#handles) h.deliver(m);
   }
 
   async #sharedSession(): Promise<ChannelUpstreamSession> {
@@ -276,32 +308,44 @@ export class StdioUpstream implements Upstream {
     if (current && !current.closed) return current;
     // One shared process for every client: initialized with all the capabilities the gateway can relay;
     // requests a client cannot answer are refused per client (router).
-    this.#shared = this.#start({
-      protocolVersion: '2025-11-25',
-      capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } },
-      clientInfo: { name: 'gatehouse', version: '0' },
-    }).then((r) => r.session);
+    this.#shared = this.#start(
+      {
+        protocolVersion: '2025-11-25',
+        capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } },
+        clientInfo: { name: 'gatehouse', version: '0' },
+      },
+      true,
+    ).then((r) => {
+      r.session.onServerMessage((m) => this.#fromShared(r.session, m));
+      return r.session;
+    });
     return this.#shared;
   }
 
   /** Spawns and initializes one process, within the process cap and the crash back-off. */
-  async #start(client: ClientInfo): Promise<{ session: ChannelUpstreamSession; channel: ProcessChannel }> {
-    const wait = this.#restartAt - Date.now();
+  async #start(
+    client: ClientInfo,
+    internal: boolean,
+  ): Promise<{ session: ChannelUpstreamSession; channel: ProcessChannel }> {
+    // The crash back-off protects the one shared process; per-session processes are independent.
+    const wait = this.options.mode === 'shared' ? this.#restartAt - Date.now() : 0;
     if (wait > 0) {
       throw Errors.upstreamUnavailable(
         `upstream "${this.name}" crashed (${this.#lastError ?? 'unknown'}); restarting in ${wait} ms`,
       );
     }
-    if (this.#processes.size >= this.options.maxProcesses) {
+    if (!internal && this.#clientProcesses >= this.options.maxProcesses) {
       throw Errors.overloaded(
         `upstream "${this.name}" already runs ${this.options.maxProcesses} processes (its max_processes); retry later`,
       );
     }
     const channel = new ProcessChannel(this.options);
     this.#processes.add(channel);
+    if (!internal) this.#clientProcesses++;
     const started = Date.now();
     void channel.exited.then(() => {
       this.#processes.delete(channel);
+      if (!internal) this.#clientProcesses--;
       // An exit nobody asked for is a crash: the next start waits, longer each time in a row.
       if (!this.#closing && !channel.stopping) {
         this.#crashes = Date.now() - started > RESTART_MAX_MS ? 1 : this.#crashes + 1;

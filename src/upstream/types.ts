@@ -59,7 +59,11 @@ export interface UpstreamSession {
 
 export interface Upstream {
   readonly name: string;
-  connect(client: ClientInfo): Promise<UpstreamSession>;
+  /**
+   * A new upstream session. `internal` marks the gateway's own (the catalogue's): it never counts against
+   * caps meant for client sessions (stdio max_processes).
+   */
+  connect(client: ClientInfo, opts?: { internal?: boolean }): Promise<UpstreamSession>;
   health(): UpstreamHealth;
   /** Outcomes that feed health(): from the catalogue's refreshes (the MCP-aware probe) and from calls. */
   markUp(): void;
