@@ -173,7 +173,8 @@ const stdioUpstream = z.strictObject({
     .meta({ description: "Its working directory (default: the config file's directory)." }),
   env: z.record(z.string(), secret).default({}).meta({
     description:
-      'Its whole environment (values are secrets): it does NOT inherit the gateway\'s. Give PATH: "${PATH}" if it starts other programs (npx, uvx).',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: ${PATH} is config interpolation, shown to the user
+      'Its whole environment (values are secrets): it does NOT inherit the gateway\'s. Give it PATH: "${PATH}" (interpolated from the gateway\'s environment) if it starts other programs (npx, uvx).',
   }),
   mode: z.enum(['per-session', 'shared']).default('per-session').meta({
     description:

@@ -7,8 +7,9 @@ import { Errors, GatehouseError } from '../mcp/errors.ts';
 import { invalidMessageReason, type JsonRpcMessage, serialize } from '../mcp/jsonrpc.ts';
 import { SseDecoder, type SseEvent } from '../mcp/sse.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { UpstreamBase } from './base.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
-import type { ClientInfo, Upstream, UpstreamHealth, UpstreamSession, UpstreamStatus } from './types.ts';
+import type { ClientInfo, Upstream, UpstreamSession } from './types.ts';
 
 export interface LegacySseOptions {
   name: string;
@@ -293,20 +294,15 @@ export class SseChannel implements MessageChannel {
   }
 }
 
-export class LegacySseUpstream implements Upstream {
-  readonly name: string;
+export class LegacySseUpstream extends UpstreamBase implements Upstream {
   readonly options: LegacySseOptions;
   readonly #url: URL;
   readonly #pool: Pool;
   readonly #channels = new Set<SseChannel>();
-  #inFlight = 0;
-  #status: UpstreamStatus = 'unknown';
-  #since = Date.now();
-  #lastError: string | undefined;
   #closing = false;
 
   constructor(options: LegacySseOptions) {
-    this.name = options.name;
+    super(options.name, options.maxConcurrency, options.logger);
     this.options = options;
     this.#url = new URL(options.url);
     this.#pool = new Pool(this.#url.origin, {
@@ -360,41 +356,6 @@ export class LegacySseUpstream implements Upstream {
       throw err;
     }
     return session;
-  }
-
-  acquire(): void {
-    if (this.#inFlight >= this.options.maxConcurrency) {
-      throw Errors.overloaded(
-        `upstream "${this.name}" already has ${this.options.maxConcurrency} requests in flight (its max_concurrency); retry later`,
-      );
-    }
-    this.#inFlight++;
-  }
-
-  release(): void {
-    this.#inFlight--;
-  }
-
-  health(): UpstreamHealth {
-    const h: UpstreamHealth = { status: this.#status, since: this.#since, inFlight: this.#inFlight };
-    if (this.#lastError !== undefined) h.lastError = this.#lastError;
-    return h;
-  }
-
-  markUp(): void {
-    if (this.#status === 'up') return;
-    this.#status = 'up';
-    this.#since = Date.now();
-    this.#lastError = undefined;
-    this.options.logger.info('upstream is up');
-  }
-
-  markDown(err: unknown): void {
-    this.#lastError = err instanceof Error ? err.message : String(err);
-    if (this.#status === 'down') return;
-    this.#status = 'down';
-    this.#since = Date.now();
-    this.options.logger.warn({ err: this.#lastError }, 'upstream is down');
   }
 
   async close(): Promise<void> {

@@ -8,15 +8,9 @@ import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { Errors } from '../mcp/errors.ts';
 import { invalidMessageReason, isRequest, type JsonRpcMessage, serialize } from '../mcp/jsonrpc.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { UpstreamBase } from './base.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
-import type {
-  ClientInfo,
-  RequestOptions,
-  Upstream,
-  UpstreamHealth,
-  UpstreamSession,
-  UpstreamStatus,
-} from './types.ts';
+import type { ClientInfo, RequestOptions, Upstream, UpstreamSession } from './types.ts';
 
 export interface StdioOptions {
   name: string;
@@ -247,14 +241,9 @@ class SharedHandle implements UpstreamSession {
   }
 }
 
-export class StdioUpstream implements Upstream {
-  readonly name: string;
+export class StdioUpstream extends UpstreamBase implements Upstream {
   readonly options: StdioOptions;
   readonly #processes = new Set<ProcessChannel>();
-  #inFlight = 0;
-  #status: UpstreamStatus = 'unknown';
-  #since = Date.now();
-  #lastError: string | undefined;
   #crashes = 0;
   #restartAt = 0;
   #shared: Promise<ChannelUpstreamSession> | undefined;
@@ -265,7 +254,7 @@ export class StdioUpstream implements Upstream {
   #closing = false;
 
   constructor(options: StdioOptions) {
-    this.name = options.name;
+    super(options.name, options.maxConcurrency, options.logger);
     this.options = options;
   }
 
@@ -331,7 +320,7 @@ export class StdioUpstream implements Upstream {
     const wait = this.options.mode === 'shared' ? this.#restartAt - Date.now() : 0;
     if (wait > 0) {
       throw Errors.upstreamUnavailable(
-        `upstream "${this.name}" crashed (${this.#lastError ?? 'unknown'}); restarting in ${wait} ms`,
+        `upstream "${this.name}" crashed (${this.lastError ?? 'unknown'}); restarting in ${wait} ms`,
       );
     }
     if (!internal && this.#clientProcesses >= this.options.maxProcesses) {
@@ -369,41 +358,6 @@ export class StdioUpstream implements Upstream {
       throw err;
     }
     return { session, channel };
-  }
-
-  acquire(): void {
-    if (this.#inFlight >= this.options.maxConcurrency) {
-      throw Errors.overloaded(
-        `upstream "${this.name}" already has ${this.options.maxConcurrency} requests in flight (its max_concurrency); retry later`,
-      );
-    }
-    this.#inFlight++;
-  }
-
-  release(): void {
-    this.#inFlight--;
-  }
-
-  health(): UpstreamHealth {
-    const h: UpstreamHealth = { status: this.#status, since: this.#since, inFlight: this.#inFlight };
-    if (this.#lastError !== undefined) h.lastError = this.#lastError;
-    return h;
-  }
-
-  markUp(): void {
-    if (this.#status === 'up') return;
-    this.#status = 'up';
-    this.#since = Date.now();
-    this.#lastError = undefined;
-    this.options.logger.info('upstream is up');
-  }
-
-  markDown(err: unknown): void {
-    this.#lastError = err instanceof Error ? err.message : String(err);
-    if (this.#status === 'down') return;
-    this.#status = 'down';
-    this.#since = Date.now();
-    this.options.logger.warn({ err: this.#lastError }, 'upstream is down');
   }
 
   async close(): Promise<void> {

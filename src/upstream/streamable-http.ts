@@ -17,14 +17,8 @@ import {
 import { SseDecoder } from '../mcp/sse.ts';
 import { isSupportedVersion } from '../mcp/versions.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type {
-  ClientInfo,
-  RequestOptions,
-  Upstream,
-  UpstreamHealth,
-  UpstreamSession,
-  UpstreamStatus,
-} from './types.ts';
+import { UpstreamBase } from './base.ts';
+import type { ClientInfo, RequestOptions, Upstream, UpstreamSession } from './types.ts';
 
 export interface StreamableHttpOptions {
   name: string;
@@ -61,19 +55,14 @@ const NEGOTIATION_HEADERS = {
   accept: 'application/json, text/event-stream',
 };
 
-export class StreamableHttpUpstream implements Upstream {
-  readonly name: string;
+export class StreamableHttpUpstream extends UpstreamBase implements Upstream {
   readonly options: StreamableHttpOptions;
   readonly #pool: Pool;
   readonly #path: string;
-  #inFlight = 0;
-  #status: UpstreamStatus = 'unknown';
-  #since = Date.now();
-  #lastError: string | undefined;
   readonly #sessions = new Set<HttpUpstreamSession>();
 
   constructor(options: StreamableHttpOptions) {
-    this.name = options.name;
+    super(options.name, options.maxConcurrency, options.logger);
     this.options = options;
     const url = new URL(options.url);
     this.#path = url.pathname + url.search;
@@ -113,45 +102,6 @@ export class StreamableHttpUpstream implements Upstream {
 
   forget(session: HttpUpstreamSession): void {
     this.#sessions.delete(session);
-  }
-
-  health(): UpstreamHealth {
-    const h: UpstreamHealth = { status: this.#status, since: this.#since, inFlight: this.#inFlight };
-    if (this.#lastError !== undefined) h.lastError = this.#lastError;
-    return h;
-  }
-
-  markUp(): void {
-    if (this.#status !== 'up') {
-      this.#status = 'up';
-      this.#since = Date.now();
-      this.#lastError = undefined;
-      this.options.logger.info('upstream is up');
-    }
-  }
-
-  markDown(err: unknown): void {
-    const message = err instanceof Error ? err.message : String(err);
-    this.#lastError = message;
-    if (this.#status !== 'down') {
-      this.#status = 'down';
-      this.#since = Date.now();
-      this.options.logger.warn({ err: message }, 'upstream is down');
-    }
-  }
-
-  /** Reserves one slot of max_concurrency, or fails fast. */
-  acquire(): void {
-    if (this.#inFlight >= this.options.maxConcurrency) {
-      throw Errors.overloaded(
-        `upstream "${this.name}" already has ${this.options.maxConcurrency} requests in flight (its max_concurrency); retry later`,
-      );
-    }
-    this.#inFlight++;
-  }
-
-  release(): void {
-    this.#inFlight--;
   }
 
   async send(
