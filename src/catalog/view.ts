@@ -196,15 +196,25 @@ export function buildRouteView(
  * The owner of a resource URI: the gatehouse:// form names it; a listed URI is looked up; otherwise the
  * one upstream whose template matches. Several matching templates → ambiguous (the caller decides).
  */
+const MAX_TEMPLATE_URI = 64 * 1024;
+
 export function resolveUri(view: RouteView, uri: string): Owner | 'ambiguous' | undefined {
   const unwrapped = unwrapUri(uri);
   if (unwrapped && view.present.includes(unwrapped.upstream)) return unwrapped;
   const listed = view.resources.byUri.get(uri);
   if (listed) return listed;
   if (view.shared.has(uri)) return 'ambiguous';
+  // Template matching is bounded: the SDK refuses (throws on) very long URIs, and nothing sane is that long.
+  if (uri.length > MAX_TEMPLATE_URI) return undefined;
   let found: Owner | undefined;
   for (const m of view.templates.matchers) {
-    if (m.template.match(uri) === null) continue;
+    let matched: unknown;
+    try {
+      matched = m.template.match(uri);
+    } catch {
+      matched = null;
+    }
+    if (matched === null) continue;
     if (found && found.upstream !== m.upstream) return 'ambiguous';
     found = { upstream: m.upstream, original: uri };
   }

@@ -15,14 +15,14 @@ import {
   type JsonRpcResponse,
   RAW_RESULT,
 } from '../mcp/jsonrpc.ts';
-import { decodeServerRequestId, decodeTaskId, encodeTaskId, mapTaskIds } from '../mcp/server-request-id.ts';
+import { mapTaskIds } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
 import type { PolicyChain } from '../policy/chain.ts';
 import { type ExchangeSink, noopSink, type Outcome } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { CallContext, CallTarget, Principal } from './context.ts';
-import { GatewaySession } from './session.ts';
+import type { GatewaySession } from './session.ts';
 import type { SessionRegistry } from './sessions.ts';
 
 /** Where the answer to one request is being written: lets the upstream's streaming choice show through. */
@@ -221,7 +221,7 @@ export class Router {
     if (method === 'logging/setLevel') return this.#setLevel(session, req, meta);
     if (method === 'tasks/list' && this.#sole === undefined) return this.#listTasks(session, req, meta);
 
-    const d = this.#resolve(view, req);
+    const d = this.#resolve(session, view, req);
     if ('anywhere' in d) return this.#readAnywhere(session, req, view, channel, meta);
     if ('error' in d) {
       // The name or URI asked for is recorded, so that refusals of unknown or hidden tools are visible.
@@ -286,7 +286,7 @@ export class Router {
   }
 
   /** Which upstream owns a request, and the request as that upstream must see it (its own names). */
-  #resolve(view: RouteView, req: JsonRpcRequest): Dispatch {
+  #resolve(session: GatewaySession, view: RouteView, req: JsonRpcRequest): Dispatch {
     const p = req.params ?? {};
     switch (req.method) {
       case 'tools/call':
@@ -361,7 +361,7 @@ export class Router {
         if (this.#sole !== undefined)
           return { target: { upstream: this.#sole, original: undefined, kind: 'none' }, request: req };
         // On an aggregating route a task id names its upstream (the gateway rewrote it when the task began).
-        const task = decodeTaskId(p.taskId);
+        const task = session.ids.parseTask(session.id, p.taskId);
         if (!task || !this.#byName.has(task.upstream))
           return { error: Errors.invalidParams(`Unknown task: ${String(p.taskId)}`) };
         return {
@@ -426,7 +426,7 @@ export class Router {
       });
       outcome = 'error' in response ? 'error' : 'ok';
       if (this.#sole === undefined && !('error' in response)) {
-        const result = mapTaskIds(response.result, (id) => encodeTaskId(target.upstream, id));
+        const result = mapTaskIds(response.result, (id) => session.ids.task(session.id, target.upstream, id));
         if (result !== response.result) response = { ...response, result };
       }
       if (req.method === 'resources/read' && view.wrapped.has(target.upstream))
@@ -501,7 +501,7 @@ export class Router {
       open.map(async (us) => {
         const res = await us.request({ jsonrpc: '2.0', id: req.id, method: 'tasks/list', params: {} });
         if ('error' in res) return [];
-        const tasks = mapTaskIds(res.result, (id) => encodeTaskId(us.upstream, id)).tasks;
+        const tasks = mapTaskIds(res.result, (id) => session.ids.task(session.id, us.upstream, id)).tasks;
         return Array.isArray(tasks) ? tasks : [];
       }),
     );
@@ -542,7 +542,7 @@ export class Router {
     let m = message;
     if (this.#sole === undefined && m.params) {
       // Task ids in notifications (tasks/status, related-task metadata) name their upstream too.
-      const params = mapTaskIds(m.params, (id) => encodeTaskId(upstream, id));
+      const params = mapTaskIds(m.params, (id) => session.ids.task(session.id, upstream, id));
       if (params !== m.params) m = { ...m, params };
     }
     if (m.method.endsWith('/list_changed') && m.method !== 'notifications/roots/list_changed') {
@@ -571,7 +571,7 @@ export class Router {
         return undefined;
       }
     }
-    return GatewaySession.rewriteForClient(upstream, m);
+    return session.rewriteForClient(upstream, m);
   }
 
   /** Client notifications: cancellation follows the rewritten id; the rest goes to open upstream sessions. */
@@ -594,7 +594,7 @@ export class Router {
 
   /** A client's answer to a server→client request: back to the upstream that asked, by its id alone. */
   async response(session: GatewaySession, res: JsonRpcResponse): Promise<void> {
-    const origin = res.id === null ? undefined : decodeServerRequestId(res.id);
+    const origin = res.id === null ? undefined : session.ids.parseServerRequest(session.id, res.id);
     if (!origin || !this.#byName.has(origin.upstream)) {
       this.#deps.logger.warn(
         { sessionId: session.id },

@@ -3,7 +3,7 @@
 
 import { Errors } from '../mcp/errors.ts';
 import { idKey, isRequest, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.ts';
-import { encodeServerRequestId } from '../mcp/server-request-id.ts';
+import type { SessionBoundIds } from '../mcp/server-request-id.ts';
 import type { ProtocolVersion } from '../mcp/versions.ts';
 import type { SessionRecord } from '../state/session-store.ts';
 import type { Upstream, UpstreamSession } from '../upstream/types.ts';
@@ -27,6 +27,7 @@ export class GatewaySession {
   readonly record: SessionRecord;
   readonly principal: Principal | undefined;
   readonly #upstreams: ReadonlyMap<string, Upstream>;
+  readonly #ids: SessionBoundIds;
   readonly #open = new Map<string, Promise<UpstreamSession>>();
   readonly #ready = new Map<string, UpstreamSession>();
   /** Requests in flight by the client's id, for notifications/cancelled. */
@@ -48,10 +49,17 @@ export class GatewaySession {
     record: SessionRecord,
     principal: Principal | undefined,
     upstreams: ReadonlyMap<string, Upstream>,
+    ids: SessionBoundIds,
   ) {
     this.record = record;
     this.principal = principal;
     this.#upstreams = upstreams;
+    this.#ids = ids;
+  }
+
+  /** The gateway's ids bound to this session (server requests, tasks). */
+  get ids(): SessionBoundIds {
+    return this.#ids;
   }
 
   get id(): string {
@@ -88,6 +96,7 @@ export class GatewaySession {
       const s = await existing.catch(() => undefined);
       if (s && !s.closed) return s;
       if (this.#open.get(name) !== existing) return this.upstream(name);
+      void s?.close(); // release what the dead session still holds (a shared process's handle)
     }
     const up = this.#upstreams.get(name);
     if (!up) throw Errors.internal(`route has no upstream "${name}"`);
@@ -131,13 +140,16 @@ export class GatewaySession {
   }
 
   /** Rewrites a server→client request's id so the answer finds its way back to `upstream`. */
-  static rewriteForClient(upstream: string, m: JsonRpcMessage): JsonRpcMessage {
-    if (isRequest(m)) return { ...m, id: encodeServerRequestId(upstream, m.id) };
+  rewriteForClient(upstream: string, m: JsonRpcMessage): JsonRpcMessage {
+    if (isRequest(m)) return { ...m, id: this.#ids.serverRequest(this.id, upstream, m.id) };
     // The upstream cancels one of its own requests to the client: name it as the client knows it.
     if ('method' in m && m.method === 'notifications/cancelled') {
       const requestId = m.params?.requestId;
       if (typeof requestId === 'string' || typeof requestId === 'number') {
-        return { ...m, params: { ...m.params, requestId: encodeServerRequestId(upstream, requestId) } };
+        return {
+          ...m,
+          params: { ...m.params, requestId: this.#ids.serverRequest(this.id, upstream, requestId) },
+        };
       }
     }
     return m;
@@ -145,7 +157,7 @@ export class GatewaySession {
 
   /** A message from an upstream outside any request: to the GET stream, or kept until one opens. */
   deliver(upstream: string, m: JsonRpcMessage): void {
-    const out = this.inbound ? this.inbound(upstream, m) : GatewaySession.rewriteForClient(upstream, m);
+    const out = this.inbound ? this.inbound(upstream, m) : this.rewriteForClient(upstream, m);
     if (out) this.sendToClient(out);
   }
 
@@ -221,6 +233,12 @@ export class GatewaySession {
 
   untrackRequest(key: string, tracked: { upstream: string; id: JsonRpcId }): void {
     if (this.#inflight.get(key) === tracked) this.#inflight.delete(key);
+    this.record.lastSeenAt = Date.now(); // a long call's end is activity too
+  }
+
+  /** A session with a request in flight is not idle, however long the request takes. */
+  get busy(): boolean {
+    return this.#inflight.size > 0;
   }
 
   /** The request in flight with this client id, if any (for notifications/cancelled). */

@@ -3,6 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { Errors } from '../mcp/errors.ts';
+import { SessionBoundIds } from '../mcp/server-request-id.ts';
 import type { SessionRecord, SessionStore } from '../state/session-store.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Upstream } from '../upstream/types.ts';
@@ -27,7 +28,15 @@ export class SessionRegistry {
   readonly #perPrincipal = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
 
-  constructor(store: SessionStore, limits: SessionLimits, logger: Logger) {
+  readonly #ids: SessionBoundIds;
+
+  constructor(
+    store: SessionStore,
+    limits: SessionLimits,
+    logger: Logger,
+    ids: SessionBoundIds = new SessionBoundIds(),
+  ) {
+    this.#ids = ids;
     this.#store = store;
     this.#limits = limits;
     this.#logger = logger;
@@ -68,7 +77,7 @@ export class SessionRegistry {
       lastSeenAt: now,
     };
     await this.#store.put(record);
-    const session = new GatewaySession(record, principal, upstreams);
+    const session = new GatewaySession(record, principal, upstreams, this.#ids);
     session.onDrop = (m) =>
       this.#logger.warn(
         { sessionId: record.id, method: 'method' in m ? m.method : 'response' },
@@ -94,7 +103,7 @@ export class SessionRegistry {
         'Session not found: it ended, expired, or never existed; initialize a new session',
       );
     }
-    if (now - record.lastSeenAt > this.#limits.idleTimeoutMs && !session.hasStream) {
+    if (now - record.lastSeenAt > this.#limits.idleTimeoutMs && !session.hasStream && !session.busy) {
       await this.delete(id, 'idle timeout');
       throw Errors.sessionNotFound(
         'Session not found: it expired after being idle; initialize a new session',
@@ -121,7 +130,7 @@ export class SessionRegistry {
   async sweep(now: number): Promise<void> {
     for (const s of this.#live.values()) s.expireReplays(now);
     const expired = [...this.#live.values()].filter(
-      (s) => !s.hasStream && now - s.record.lastSeenAt > this.#limits.idleTimeoutMs,
+      (s) => !s.hasStream && !s.busy && now - s.record.lastSeenAt > this.#limits.idleTimeoutMs,
     );
     await Promise.allSettled(expired.map((s) => this.delete(s.id, 'idle timeout')));
   }

@@ -27,11 +27,17 @@ export interface LegacyEndpointDeps {
   keepaliveMs: number;
   /** Streams that have not initialized yet, at most (they hold a connection each). */
   maxPending: number;
+  /** How long a stream may stay without initialize before it is ended. */
+  initializeTimeoutMs: number;
 }
 
 interface Connection {
   writer: SseWriter;
   session: GatewaySession | undefined;
+  /** initialize is under way (a second one is refused; a stream closing meanwhile ends what it opens). */
+  initializing: boolean;
+  /** Ends a stream that has not initialized in time. */
+  timer: NodeJS.Timeout | undefined;
   /** Notifications and responses are handled in arrival order. */
   queue: Promise<void>;
 }
@@ -45,21 +51,44 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
   const { router, sessions } = deps;
   const paths = legacyPaths(router.path);
   const connections = new Map<string, Connection>();
+  let uninitialized = 0;
+  const settled = (conn: Connection) => {
+    if (conn.timer === undefined) return;
+    clearTimeout(conn.timer);
+    conn.timer = undefined;
+    uninitialized--;
+  };
+  // At shutdown every legacy stream ends (their sessions are ended by the registry): none may hold the
+  // server open until the deadline.
+  app.addHook('preClose', (done) => {
+    for (const c of connections.values()) c.writer.close();
+    done();
+  });
 
   app.get(paths.sse, async (req, reply) => {
     if (!accepts(header(req, 'accept'), 'text/event-stream')) {
       throw Errors.notAcceptable('Not Acceptable: the SSE transport needs Accept: text/event-stream');
     }
-    const pending = [...connections.values()].filter((c) => !c.session).length;
-    if (pending >= deps.maxPending)
+    if (uninitialized >= deps.maxPending) {
       throw Errors.overloaded('too many SSE connections have not initialized yet; retry later');
+    }
     reply.hijack();
     const id = randomBytes(24).toString('base64url');
     const writer = new SseWriter(reply.raw, deps.corsHeaders(req), deps.keepaliveMs);
-    const conn: Connection = { writer, session: undefined, queue: Promise.resolve() };
+    const conn: Connection = {
+      writer,
+      session: undefined,
+      initializing: false,
+      timer: undefined,
+      queue: Promise.resolve(),
+    };
+    uninitialized++;
+    conn.timer = setTimeout(() => writer.close(), deps.initializeTimeoutMs);
+    conn.timer.unref();
     connections.set(id, conn);
     reply.raw.write(`event: endpoint\ndata: ${paths.messages}?sessionId=${id}\n\n`);
     writer.onClose(() => {
+      settled(conn);
       connections.delete(id);
       if (conn.session) void sessions.delete(conn.session.id, 'SSE stream closed');
     });
@@ -92,7 +121,7 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
     const send = (x: JsonRpcMessage) => conn.writer.send(x);
     const handle = async (): Promise<void> => {
       if (isRequest(msg) && msg.method === 'initialize') {
-        if (conn.session) {
+        if (conn.session || conn.initializing) {
           send(
             errorResponse(
               msg.id,
@@ -102,8 +131,17 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
           );
           return;
         }
-        const { response, session } = await router.initialize(msg, m);
+        conn.initializing = true;
+        const { response, session } = await router.initialize(msg, m).finally(() => {
+          conn.initializing = false;
+        });
         if (session) {
+          if (!conn.writer.open) {
+            // The stream closed while initialize ran: nobody will use (or end) this session.
+            await sessions.delete(session.id, 'SSE stream closed during initialize');
+            return;
+          }
+          settled(conn);
           conn.session = session;
           session.attachStream(conn.writer); // server messages outside requests go to the same stream
         }

@@ -196,6 +196,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
       corsHeaders,
       keepaliveMs: 25_000,
       maxPending: 1000,
+      initializeTimeoutMs: 30_000,
     });
     registerMcpEndpoint(app, {
       router,

@@ -1,6 +1,7 @@
 // Ids of server→client requests, rewritten so that the id alone says which upstream asked and what its
 // own id was: whichever instance receives the client's answer can route it back without a table.
 
+import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { JsonRpcId } from './jsonrpc.ts';
 
 const PREFIX = 'gh1.';
@@ -77,4 +78,59 @@ export function mapTaskIds(
   if (related && typeof related.taskId === 'string')
     copy()._meta = { ...meta, [RELATED_TASK]: { ...related, taskId: map(related.taskId) } };
   return out;
+}
+
+/**
+ * Ids the gateway hands a client, bound to that client's session: a MAC over (session, id) is appended,
+ * so a client can never answer — or address — another session's server request or task, even when it
+ * can guess the plain form (a shared stdio process numbers its requests for everyone). The key is the
+ * gateway's; instances that must read each other's ids share it.
+ */
+export class SessionBoundIds {
+  readonly #key: KeyObject;
+
+  constructor(key: Buffer = randomBytes(32)) {
+    this.#key = createSecretKey(key);
+  }
+
+  #mac(session: string, value: string): string {
+    return createHmac('sha256', this.#key)
+      .update(session)
+      .update('\u0000')
+      .update(value)
+      .digest('base64url')
+      .slice(0, 16);
+  }
+
+  #bind(session: string, value: string): string {
+    return `${value}~${this.#mac(session, value)}`;
+  }
+
+  #unbind(session: string, bound: unknown): string | undefined {
+    if (typeof bound !== 'string') return undefined;
+    const at = bound.lastIndexOf('~');
+    if (at <= 0) return undefined;
+    const value = bound.slice(0, at);
+    const mac = Buffer.from(bound.slice(at + 1));
+    const expected = Buffer.from(this.#mac(session, value));
+    return mac.length === expected.length && timingSafeEqual(mac, expected) ? value : undefined;
+  }
+
+  serverRequest(session: string, upstream: string, id: JsonRpcId): string {
+    return this.#bind(session, encodeServerRequestId(upstream, id));
+  }
+
+  parseServerRequest(session: string, id: unknown): { upstream: string; id: JsonRpcId } | undefined {
+    const plain = this.#unbind(session, id);
+    return plain === undefined ? undefined : decodeServerRequestId(plain);
+  }
+
+  task(session: string, upstream: string, taskId: string): string {
+    return this.#bind(session, encodeTaskId(upstream, taskId));
+  }
+
+  parseTask(session: string, id: unknown): { upstream: string; taskId: string } | undefined {
+    const plain = this.#unbind(session, id);
+    return plain === undefined ? undefined : decodeTaskId(plain);
+  }
 }

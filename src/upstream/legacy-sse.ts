@@ -97,7 +97,7 @@ export class SseChannel implements MessageChannel {
       this.#fail(
         `did not send its endpoint event within ${connectTimeoutMs} ms (connect_timeout)`,
         Errors.upstreamUnavailable(
-          `upstream "${upstream}" did not send its endpoint event within ${connectTimeoutMs} ms (connect_timeout); is ${url.href} the SSE endpoint of a 2024-11-05 MCP server?`,
+          `upstream "${upstream}" did not send its endpoint event within ${connectTimeoutMs} ms (connect_timeout); is ${url.origin}${url.pathname} the SSE endpoint of a 2024-11-05 MCP server?`,
         ),
       );
     }, connectTimeoutMs);
@@ -120,7 +120,7 @@ export class SseChannel implements MessageChannel {
       const type = String(res.headers['content-type'] ?? '');
       if (res.statusCode !== 200 || !type.startsWith('text/event-stream')) {
         discard(res.body);
-        const detail = `upstream "${upstream}" answered GET ${url.href} with HTTP ${res.statusCode}${type ? ` (${type.split(';')[0]})` : ''}, not an SSE stream; a server speaking Streamable HTTP needs type streamable-http`;
+        const detail = `upstream "${upstream}" answered GET ${url.origin}${url.pathname} with HTTP ${res.statusCode}${type ? ` (${type.split(';')[0]})` : ''}, not an SSE stream; a server speaking Streamable HTTP needs type streamable-http`;
         const e =
           res.statusCode >= 500 ? Errors.upstreamUnavailable(detail) : Errors.upstreamProtocol(detail);
         this.#end(`refused the SSE stream (HTTP ${res.statusCode})`, e);
@@ -239,7 +239,7 @@ export class SseChannel implements MessageChannel {
     } catch (err) {
       if (signal.aborted || (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT') {
         throw Errors.upstreamTimeout(
-          `upstream "${upstream}" did not accept a message POSTed to ${path} within ${requestTimeoutMs} ms`,
+          `upstream "${upstream}" did not accept a message POSTed to its message endpoint within ${requestTimeoutMs} ms`,
         );
       }
       throw transportError(upstream, err, this.#opts.connectTimeoutMs);
@@ -250,7 +250,7 @@ export class SseChannel implements MessageChannel {
       // The SSE server forgot the session its stream belongs to (restarted, expired): the session ends.
       this.#fail('no longer knows this session (HTTP 404 to a POSTed message)');
     }
-    const detail = `upstream "${upstream}" refused a message POSTed to ${path} with HTTP ${res.statusCode}`;
+    const detail = `upstream "${upstream}" refused a message POSTed to its message endpoint with HTTP ${res.statusCode}`;
     throw res.statusCode >= 500 ? Errors.upstreamUnavailable(detail) : Errors.upstreamProtocol(detail);
   }
 

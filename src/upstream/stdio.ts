@@ -6,7 +6,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { Errors } from '../mcp/errors.ts';
-import { invalidMessageReason, isRequest, type JsonRpcMessage, serialize } from '../mcp/jsonrpc.ts';
+import {
+  ErrorCode,
+  invalidMessageReason,
+  isRequest,
+  type JsonRpcMessage,
+  serialize,
+} from '../mcp/jsonrpc.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { UpstreamBase } from './base.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
@@ -210,13 +216,26 @@ class SharedHandle implements UpstreamSession {
   get protocolVersion(): string {
     return this.#shared.protocolVersion;
   }
+  /** Without `tasks`: one process serves every client, and its tasks could not be kept apart. */
   get initializeResult(): Record<string, unknown> {
-    return this.#shared.initializeResult;
+    const result = this.#shared.initializeResult;
+    const caps = result.capabilities as Record<string, unknown> | undefined;
+    if (!caps?.tasks) return result;
+    const { tasks: _hidden, ...rest } = caps;
+    return { ...result, capabilities: rest };
   }
   get closed(): boolean {
     return this.#closed || this.#shared.closed;
   }
   request(req: Parameters<UpstreamSession['request']>[0], opts?: RequestOptions) {
+    if (req.method.startsWith('tasks/') || (req.params && 'task' in req.params)) {
+      const error = {
+        code: ErrorCode.MethodNotFound,
+        message:
+          'tasks are not available on a shared stdio upstream (one process serves every client); use mode: per-session',
+      };
+      return Promise.resolve({ jsonrpc: '2.0' as const, id: req.id, error });
+    }
     return this.#shared.requestIn(this.#scope, req, opts);
   }
   notify(n: Parameters<UpstreamSession['notify']>[0]) {
