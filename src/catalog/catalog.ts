@@ -22,6 +22,9 @@ export interface CatalogOptions {
 /** Capabilities upstreams commonly offer tools by; a profile is the set of them a client declared. */
 const PROFILE_CAPABILITIES = ['elicitation', 'roots', 'sampling', 'tasks'] as const;
 
+/** The key of one upstream's catalogue for one profile. */
+const catalogKey = (profile: string, upstream: string): string => `${profile}\u0000${upstream}`;
+
 type ChangeListener = (route: string, profile: string, kinds: ListKind[]) => void;
 
 export class Catalog {
@@ -93,14 +96,14 @@ export class Catalog {
     return this.#route(route)
       .upstreams.filter((u) => !view.present.includes(u))
       .map((u) => {
-        const c = this.#catalogs.get(`${profileKey}\u0000${u}`);
+        const c = this.#catalogs.get(catalogKey(profileKey, u));
         return { upstream: u, error: c?.lastError ?? 'not listed yet' };
       });
   }
 
   /** An upstream misbehaved or said its lists changed: check it again now. */
   refresh(upstream: string, profileKey: string): void {
-    this.#catalogs.get(`${profileKey}\u0000${upstream}`)?.listChanged();
+    this.#catalogs.get(catalogKey(profileKey, upstream))?.listChanged();
   }
 
   /** Refreshes every profile's catalogue of an upstream now (tests, admin). */
@@ -121,7 +124,7 @@ export class Catalog {
   }
 
   #catalog(profile: Profile, upstream: string): UpstreamCatalog {
-    const key = `${profile.key}\u0000${upstream}`;
+    const key = catalogKey(profile.key, upstream);
     let c = this.#catalogs.get(key);
     if (!c) {
       const up = this.#opts.upstreams.get(upstream);
@@ -145,7 +148,7 @@ export class Catalog {
   ): { upstream: string; entries: CatalogEntries }[] {
     const out: { upstream: string; entries: CatalogEntries }[] = [];
     for (const u of route.upstreams) {
-      const c = this.#catalogs.get(`${profileKey}\u0000${u}`);
+      const c = this.#catalogs.get(catalogKey(profileKey, u));
       if (!c?.entries) continue;
       if (c.status === 'down' && c.downSince !== undefined && now - c.downSince >= this.#opts.graceMs)
         continue;
@@ -183,9 +186,9 @@ export class Catalog {
 
   #changed(profileKey: string, upstream: string): void {
     if (this.#stopped) return;
-    const c = this.#catalogs.get(`${profileKey}\u0000${upstream}`);
+    const c = this.#catalogs.get(catalogKey(profileKey, upstream));
     // A down upstream's entries go when its grace period ends: rebuild then too.
-    const timerKey = `${profileKey}\u0000${upstream}`;
+    const timerKey = catalogKey(profileKey, upstream);
     clearTimeout(this.#graceTimers.get(timerKey));
     const graceEnds =
       c?.status === 'down' && c.downSince !== undefined ? c.downSince + this.#opts.graceMs : 0;

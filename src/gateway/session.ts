@@ -130,7 +130,10 @@ export class GatewaySession {
       method: 'logging/setLevel',
       params: { level: this.logLevel },
     });
-    if ('error' in res) throw new Error(res.error.message);
+    if ('error' in res)
+      throw Errors.upstreamProtocol(
+        `upstream "${us.upstream}" refused logging/setLevel: ${res.error.message}`,
+      );
   }
 
   /** Upstream sessions already open (for fan-out of notifications). */

@@ -9,6 +9,7 @@ import { SseDecoder, type SseEvent } from '../mcp/sse.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { UpstreamBase } from './base.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
+import { type Body, discard, type HttpAnswer, tryParse } from './http-common.ts';
 import type { ClientInfo, Upstream, UpstreamSession } from './types.ts';
 
 export interface LegacySseOptions {
@@ -38,18 +39,6 @@ export interface SseChannelOptions {
   requestTimeoutMs: number;
   maxMessageBytes: number;
   logger: Logger;
-}
-
-type Body = AsyncIterable<Buffer | string> & {
-  setEncoding(enc: 'utf8'): unknown;
-  destroy(err?: Error): unknown;
-  dump?(opts?: { limit: number }): Promise<void>;
-};
-
-interface HttpAnswer {
-  statusCode: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Body;
 }
 
 /**
@@ -380,18 +369,4 @@ function transportError(upstream: string, err: unknown, connectTimeoutMs: number
   return Errors.upstreamUnavailable(
     `upstream "${upstream}" is unreachable or broke the connection (${why})${hint}`,
   );
-}
-
-/** Drops a body we will not read; its late 'error' (aborted) must not become an uncaught exception. */
-function discard(body: Body): void {
-  (body as unknown as NodeJS.EventEmitter).on('error', () => {});
-  body.destroy();
-}
-
-function tryParse(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }

@@ -18,6 +18,7 @@ import { SseDecoder } from '../mcp/sse.ts';
 import { isSupportedVersion } from '../mcp/versions.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { UpstreamBase } from './base.ts';
+import { type Body, discard, type HttpAnswer, isEventStream, parseMessage, tryParse } from './http-common.ts';
 import type { ClientInfo, RequestOptions, Upstream, UpstreamSession } from './types.ts';
 
 export interface StreamableHttpOptions {
@@ -34,19 +35,6 @@ export interface StreamableHttpOptions {
   logger: Logger;
   /** Identity the gateway presents on its own sessions (health probes). */
   gatewayInfo: { name: string; version: string };
-}
-
-type Body = AsyncIterable<Buffer | string> & {
-  text(): Promise<string>;
-  setEncoding(enc: 'utf8'): unknown;
-  destroy(err?: Error): unknown;
-  dump?(opts?: { limit: number }): Promise<void>;
-};
-
-interface HttpAnswer {
-  statusCode: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Body;
 }
 
 /** Content negotiation of every request to an upstream (Streamable HTTP requires both types). */
@@ -525,33 +513,6 @@ class HttpUpstreamSession implements UpstreamSession {
       // the upstream may already be gone; its session then expires on its own
     }
   }
-}
-
-/** Drops a body we will not read; its late 'error' (aborted) must not become an uncaught exception. */
-function discard(body: Body): void {
-  (body as unknown as NodeJS.EventEmitter).on('error', () => {});
-  body.destroy();
-}
-
-function isEventStream(res: HttpAnswer): boolean {
-  return String(res.headers['content-type'] ?? '').startsWith('text/event-stream');
-}
-
-function tryParse(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function parseMessage(text: string, upstream: string): JsonRpcMessage {
-  const v = tryParse(text);
-  if (v === undefined) throw Errors.upstreamProtocol(`upstream "${upstream}" sent malformed JSON`);
-  const reason = invalidMessageReason(v);
-  if (reason)
-    throw Errors.upstreamProtocol(`upstream "${upstream}" sent an invalid JSON-RPC message: ${reason}`);
-  return v as JsonRpcMessage;
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

@@ -1,0 +1,47 @@
+// What the HTTP-based upstreams (Streamable HTTP, legacy SSE) share: undici's answer as they use it, and
+// the small readers around it.
+
+import { Errors } from '../mcp/errors.ts';
+import { invalidMessageReason, type JsonRpcMessage } from '../mcp/jsonrpc.ts';
+
+/** undici's response body, as much of it as the upstreams use. */
+export type Body = AsyncIterable<Buffer | string> & {
+  text(): Promise<string>;
+  setEncoding(enc: 'utf8'): unknown;
+  destroy(err?: Error): unknown;
+  dump?(opts?: { limit: number }): Promise<void>;
+};
+
+export interface HttpAnswer {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Body;
+}
+
+/** Drops a body we will not read; its late 'error' (aborted) must not become an uncaught exception. */
+export function discard(body: Body): void {
+  (body as unknown as NodeJS.EventEmitter).on('error', () => {});
+  body.destroy();
+}
+
+export function isEventStream(res: HttpAnswer): boolean {
+  return String(res.headers['content-type'] ?? '').startsWith('text/event-stream');
+}
+
+export function tryParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** One JSON-RPC message from an upstream's text, or an error naming the upstream and what is wrong. */
+export function parseMessage(text: string, upstream: string): JsonRpcMessage {
+  const v = tryParse(text);
+  if (v === undefined) throw Errors.upstreamProtocol(`upstream "${upstream}" sent malformed JSON`);
+  const reason = invalidMessageReason(v);
+  if (reason)
+    throw Errors.upstreamProtocol(`upstream "${upstream}" sent an invalid JSON-RPC message: ${reason}`);
+  return v as JsonRpcMessage;
+}
