@@ -5,6 +5,8 @@ import { readFile } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
 import { basename, dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { ApiKeyStore } from './auth/api-keys.ts';
+import { type Authenticate, apiKeyAuthenticator } from './auth/authenticate.ts';
 import { Catalog } from './catalog/catalog.ts';
 import { CursorCodec } from './catalog/cursor.ts';
 import { compileFilter } from './catalog/filter.ts';
@@ -15,6 +17,7 @@ import type { Config, RouteConfig, UpstreamConfig } from './config/schema.ts';
 import { Router } from './gateway/router.ts';
 import { SessionRegistry } from './gateway/sessions.ts';
 import { buildEdge } from './http/server.ts';
+import { AclPolicy } from './policy/acl.ts';
 import { PolicyChain } from './policy/chain.ts';
 import { MemorySessionStore } from './state/session-store.ts';
 import { type ExchangeSink, fanOut } from './telemetry/events.ts';
@@ -86,6 +89,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         catalog,
         cursors,
         pageSize: r.page_size,
+        acl: r.acl ? new AclPolicy(r.acl) : undefined,
         chain: new PolicyChain([]),
         sink,
         sessions,
@@ -93,6 +97,16 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         gatewayInfo: GATEWAY_INFO,
       }),
   );
+
+  // API keys: opened only when a route asks for them (the store is a file next to the config).
+  const keyStore = config.routes.some((r) => r.auth?.api_keys)
+    ? new ApiKeyStore(resolve(baseDir, config.api_keys.store))
+    : undefined;
+  const authenticators = new Map<string, Authenticate>();
+  for (const r of config.routes) {
+    if (r.auth?.api_keys && keyStore)
+      authenticators.set(r.path, apiKeyAuthenticator(keyStore, config.api_keys.header));
+  }
 
   const tls = config.listen.tls;
   const readTls = async () =>
@@ -112,6 +126,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     allowedHosts: config.allowed_hosts,
     maxBodyBytes: config.limits.max_body_bytes,
     routers,
+    authenticators,
     sessions,
     sink,
     upstreamHealth: () => {
@@ -188,6 +203,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       await sessions.closeAll();
       await catalog.stop();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
+      keyStore?.close();
     },
   };
 }

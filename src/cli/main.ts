@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { GATEWAY_INFO } from '../version.ts';
 import { demo } from './demo.ts';
+import { createKey, listKeys, revokeKey } from './keys.ts';
 import { schemaText } from './schema.ts';
 import { serve } from './serve.ts';
 import { validate } from './validate.ts';
@@ -35,6 +36,36 @@ program
   .option('--probe', 'also contact every upstream: report unreachable ones and name collisions of each route')
   .action(async (flags: { config?: string; probe?: boolean }) => {
     process.exitCode = await validate(flags);
+  });
+
+const keys = program.command('keys').description('API keys for agents (stored as hashes in api_keys.store)');
+keys
+  .command('create')
+  .description('create a key and print it (once)')
+  .option(...configOption)
+  .requiredOption('--name <name>', 'a unique name (the principal of the key)')
+  .option('--group <group...>', 'groups the key belongs to (for ACLs)')
+  .option('--agent <agent>', 'agent identity (default: the name)')
+  .option('--expires <duration>', 'lifetime, e.g. 30d or 12h (default: none)')
+  .action(
+    async (flags: { config?: string; name: string; group?: string[]; agent?: string; expires?: string }) => {
+      await createKey(flags);
+    },
+  );
+keys
+  .command('list')
+  .description('list keys (never the keys themselves)')
+  .option(...configOption)
+  .action(async (flags: { config?: string }) => {
+    await listKeys(flags);
+  });
+keys
+  .command('revoke')
+  .description('revoke a key by name')
+  .option(...configOption)
+  .requiredOption('--name <name>', 'the key to revoke')
+  .action(async (flags: { config?: string; name: string }) => {
+    process.exitCode = await revokeKey(flags);
   });
 
 program

@@ -231,6 +231,14 @@ export const upstreamSchema = z.discriminatedUnion('type', [
   legacySseUpstream,
 ]);
 
+const aclRule = z.strictObject({
+  allow: z
+    .array(z.string())
+    .optional()
+    .meta({ description: 'Subjects allowed; when present, everyone else is refused.' }),
+  deny: z.array(z.string()).optional().meta({ description: 'Subjects refused (deny beats allow).' }),
+});
+
 const routeSchema = z.strictObject({
   path: z
     .string()
@@ -285,6 +293,37 @@ const routeSchema = z.strictObject({
     description:
       'Items per page of tools/list, prompts/list, resources/list and resources/templates/list (cursors continue).',
   }),
+  auth: z
+    .strictObject({
+      api_keys: z.boolean().default(false).meta({
+        description:
+          'Require an API key (made with `gatehouse keys create`): no key or an invalid one gets 401.',
+      }),
+    })
+    .optional()
+    .meta({
+      description:
+        'Who may use the route. Without it the route is open (bind it to loopback, as by default).',
+    }),
+  acl: z
+    .strictObject({
+      default: aclRule.optional().meta({ description: 'The ACL of every tool without one of its own.' }),
+      tools: z
+        .record(
+          z.string().regex(/^[A-Za-z0-9_-]+:.+$|^\*$/, 'a tool rule names `<upstream>:<tool-glob>`'),
+          aclRule,
+        )
+        .optional()
+        .meta({
+          description:
+            'Per-tool ACLs by `<upstream>:<tool>` glob; the first matching entry replaces the default entirely.',
+        }),
+    })
+    .optional()
+    .meta({
+      description:
+        'Per-tool access control (Kong semantics): deny beats allow; with an allow list, a caller on none of its entries is refused. Entries: user:<id>, group:<g>, agent:<a>, or a bare name matching any.',
+    }),
 });
 
 export const configSchema = z
@@ -361,6 +400,19 @@ export const configSchema = z
     shutdown_timeout: duration('10s').meta({
       description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish.',
     }),
+    api_keys: z
+      .strictObject({
+        store: z
+          .string()
+          .default('gatehouse.db')
+          .meta({ description: 'SQLite file of the API keys (hashes only), relative to the config file.' }),
+        header: z.string().default('authorization').meta({
+          description:
+            'Header carrying the key: authorization (as a Bearer token) or another name (the raw key).',
+        }),
+      })
+      .prefault({})
+      .meta({ description: 'API keys for agents: where they are kept, how they are sent.' }),
     health: z
       .strictObject({
         interval: duration('30s').meta({

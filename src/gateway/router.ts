@@ -17,6 +17,7 @@ import {
 } from '../mcp/jsonrpc.ts';
 import { mapTaskIds } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
+import { type AclPolicy, subjectTokens } from '../policy/acl.ts';
 import type { PolicyChain } from '../policy/chain.ts';
 import { type ExchangeSink, noopSink, type Outcome } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -49,6 +50,8 @@ export interface RouteDeps {
   catalog: Catalog;
   cursors: CursorCodec;
   pageSize: number;
+  /** Per-tool access control of the route, when it has one. */
+  acl?: AclPolicy | undefined;
   chain: PolicyChain;
   sink: ExchangeSink;
   sessions: SessionRegistry;
@@ -89,6 +92,8 @@ export class Router {
   readonly #byName: ReadonlyMap<string, Upstream>;
   /** The upstream of a one-upstream route: requests the catalogue cannot place go to it unchanged. */
   readonly #sole: string | undefined;
+  /** Each session's ACL subject tokens, computed once (a session is bound to its principal). */
+  readonly #sessionTokens = new WeakMap<GatewaySession, ReadonlySet<string>>();
 
   constructor(deps: RouteDeps) {
     this.#deps = deps;
@@ -216,13 +221,33 @@ export class Router {
     }
     const view = this.#deps.catalog.view(this.path, session.profile);
     const list = LISTS[method];
-    if (list)
+    if (list) {
+      // With an ACL, a caller's tools/list holds only what it may call (pages are then not shared).
+      const acl = this.#deps.acl;
+      if (acl && method === 'tools/list') {
+        const tokens = this.#tokens(session);
+        const mine = view.tools.items.filter((t) => {
+          const owner = view.tools.byName.get(t.name as string);
+          return owner !== undefined && acl.decide(tokens, owner.upstream, owner.original).allow;
+        });
+        return this.#local(session, req, meta, this.#page(req, view, mine, list.field, list.kind, false));
+      }
       return this.#local(session, req, meta, this.#page(req, view, list.view(view), list.field, list.kind));
+    }
     if (method === 'logging/setLevel') return this.#setLevel(session, req, meta);
     if (method === 'tasks/list' && this.#sole === undefined) return this.#listTasks(session, req, meta);
 
     const d = this.#resolve(session, view, req);
     if ('anywhere' in d) return this.#readAnywhere(session, req, view, channel, meta);
+    if (!('error' in d) && d.target.kind === 'tool' && this.#deps.acl && d.target.original !== undefined) {
+      const decision = this.#deps.acl.decide(this.#tokens(session), d.target.upstream, d.target.original);
+      if (!decision.allow) {
+        // Refused before any upstream is contacted, and indistinguishable from an unknown tool.
+        const response = Errors.invalidParams(`Unknown tool: ${String(req.params?.name)}`).toResponse(req.id);
+        this.#emit(session.id, req.method, d.target, meta, response, 'denied', undefined, decision.reason);
+        return response;
+      }
+    }
     if ('error' in d) {
       // The name or URI asked for is recorded, so that refusals of unknown or hidden tools are visible.
       const asked = req.params?.name ?? req.params?.uri;
@@ -256,7 +281,14 @@ export class Router {
    * A page of an aggregated list; the cursor is the gateway's own (opaque, tamper-checked). Pages are
    * serialised once per view, so a warm tools/list costs a map lookup and a write.
    */
-  #page(req: JsonRpcRequest, view: RouteView, items: Item[], field: string, kind: string): JsonRpcResponse {
+  #page(
+    req: JsonRpcRequest,
+    view: RouteView,
+    items: Item[],
+    field: string,
+    kind: string,
+    cacheable = true,
+  ): JsonRpcResponse {
     const cursor = req.params?.cursor;
     let offset = 0;
     if (cursor !== undefined) {
@@ -269,7 +301,7 @@ export class Router {
     }
     const size = this.#deps.pageSize;
     const key = `${kind}:${offset}`;
-    let page = view.pages.get(key);
+    let page = cacheable ? view.pages.get(key) : undefined;
     if (!page) {
       const result: Record<string, unknown> = {
         [field]: offset === 0 && items.length <= size ? items : items.slice(offset, offset + size),
@@ -280,7 +312,7 @@ export class Router {
           offset: offset + size,
         });
       page = { result, json: Buffer.from(JSON.stringify(result)) };
-      view.pages.set(key, page);
+      if (cacheable) view.pages.set(key, page);
     }
     return { jsonrpc: '2.0', id: req.id, result: page.result, [RAW_RESULT]: page.json } as JsonRpcResponse;
   }
@@ -490,6 +522,16 @@ export class Router {
     return { ...res, result: { ...res.result, contents } };
   }
 
+  #tokens(session: GatewaySession): ReadonlySet<string> {
+    let tokens = this.#sessionTokens.get(session);
+    if (!tokens) {
+      const p = session.principal;
+      tokens = p ? subjectTokens({ user: p.subject, groups: p.groups, agent: p.agent }) : new Set<string>();
+      this.#sessionTokens.set(session, tokens);
+    }
+    return tokens;
+  }
+
   /** tasks/list on an aggregating route: the client's tasks on every upstream session it has, merged. */
   async #listTasks(
     session: GatewaySession,
@@ -621,6 +663,7 @@ export class Router {
     response: JsonRpcResponse,
     outcome: Outcome,
     upstreamMs: number | undefined,
+    reason?: string,
   ): void {
     const sink = this.#deps.sink;
     if (sink === noopSink) return; // nothing listens: build no event
@@ -639,6 +682,7 @@ export class Router {
       durationMs: performance.now() - meta.t0,
       upstreamMs,
       requestId: meta.requestId,
+      ...(reason === undefined ? {} : { reason }),
     });
   }
 }

@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Authenticate } from '../auth/authenticate.ts';
 import type { ReplyChannel, Router } from '../gateway/router.ts';
 import type { GatewaySession } from '../gateway/session.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
@@ -25,6 +26,8 @@ export interface LegacyEndpointDeps {
   sessions: SessionRegistry;
   corsHeaders(req: FastifyRequest): Record<string, string>;
   keepaliveMs: number;
+  /** The route's authentication, when it has one: a principal, or a thrown 401. */
+  authenticate: Authenticate | undefined;
   /** Streams that have not initialized yet, at most (they hold a connection each). */
   maxPending: number;
   /** How long a stream may stay without initialize before it is ended. */
@@ -66,6 +69,7 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
   });
 
   app.get(paths.sse, async (req, reply) => {
+    deps.authenticate?.(req.headers, Date.now());
     if (!accepts(header(req, 'accept'), 'text/event-stream')) {
       throw Errors.notAcceptable('Not Acceptable: the SSE transport needs Accept: text/event-stream');
     }
@@ -97,6 +101,7 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
 
   app.post(paths.messages, async (req, reply) => {
     const m = meta(req);
+    if (deps.authenticate) m.principal = deps.authenticate(req.headers, m.startedAt);
     const id = (req.query as Record<string, unknown>).sessionId;
     const conn = typeof id === 'string' ? connections.get(id) : undefined;
     if (!conn)

@@ -3,6 +3,7 @@
 // 2025-03-26..2025-11-25 enforced before a message reaches the router.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Authenticate } from '../auth/authenticate.ts';
 import type { ReplayableStream } from '../gateway/replay.ts';
 import type { ReplyChannel, RequestMeta, Router } from '../gateway/router.ts';
 import type { GatewaySession } from '../gateway/session.ts';
@@ -30,6 +31,8 @@ export interface EndpointDeps {
   /** Extra headers on every MCP answer (CORS), computed per request. */
   corsHeaders(req: FastifyRequest): Record<string, string>;
   keepaliveMs: number;
+  /** The route's authentication, when it has one: a principal, or a thrown 401. */
+  authenticate: Authenticate | undefined;
 }
 
 /** The code of the answer the gateway makes for a request the client cancelled. */
@@ -79,8 +82,19 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     throw err;
   }
 
+  /** The caller, when the route authenticates (a refusal is recorded like any edge refusal). */
+  function identify(req: FastifyRequest, m: RequestMeta): void {
+    if (!deps.authenticate) return;
+    try {
+      m.principal = deps.authenticate(req.headers, m.startedAt);
+    } catch (err) {
+      rejectEdge(m, '', err as GatehouseError);
+    }
+  }
+
   app.post(path, async (req, reply) => {
     const m = meta(req);
+    identify(req, m);
     if (!acceptsBoth(header(req, 'accept'))) {
       rejectEdge(
         m,
@@ -234,6 +248,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
 
   app.get(path, async (req, reply) => {
     const m = meta(req);
+    identify(req, m);
     if (!accepts(header(req, 'accept'), 'text/event-stream')) {
       rejectEdge(m, '', Errors.notAcceptable('Not Acceptable: a GET stream needs Accept: text/event-stream'));
     }
@@ -260,6 +275,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
 
   app.delete(path, async (req, reply) => {
     const m = meta(req);
+    identify(req, m);
     const session = await sessionFor(req, m).catch((err: GatehouseError) => rejectEdge(m, '', err));
     await sessions.delete(session.id, 'client ended it');
     return reply.code(200).headers(deps.corsHeaders(req)).send();

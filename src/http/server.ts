@@ -8,6 +8,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
+import type { Authenticate } from '../auth/authenticate.ts';
 import type { Router } from '../gateway/router.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
 import { Errors, GatehouseError, GatewayCode } from '../mcp/errors.ts';
@@ -29,6 +30,8 @@ export interface EdgeOptions {
   allowedHosts: string[] | undefined;
   maxBodyBytes: number;
   routers: readonly Router[];
+  /** Per route path, how callers are authenticated (routes without an entry are open). */
+  authenticators: ReadonlyMap<string, Authenticate>;
   sessions: SessionRegistry;
   sink: ExchangeSink;
   /** Health of every upstream, for /readyz. */
@@ -149,6 +152,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     }
     if (e.httpStatus >= 500)
       req.log.warn({ requestId: req.id, code: e.code, msg: e.message }, 'request failed');
+    if (e.httpStatus === 401) void reply.header('www-authenticate', 'Bearer realm="gatehouse"');
     void reply
       .code(e.httpStatus === 200 ? 400 : e.httpStatus)
       .headers(corsHeaders(req))
@@ -195,6 +199,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
       sessions: opts.sessions,
       corsHeaders,
       keepaliveMs: 25_000,
+      authenticate: opts.authenticators.get(router.path),
       maxPending: 1000,
       initializeTimeoutMs: 30_000,
     });
@@ -204,6 +209,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
       sink: opts.sink,
       corsHeaders,
       keepaliveMs: 25_000,
+      authenticate: opts.authenticators.get(router.path),
     });
   }
   return app;

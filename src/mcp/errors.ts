@@ -71,6 +71,7 @@ export const Errors = {
   upstreamTimeout: make('ERR_UPSTREAM_TIMEOUT', GatewayCode.UpstreamTimeout, 504),
   upstreamProtocol: make('ERR_UPSTREAM_PROTOCOL', GatewayCode.UpstreamProtocol, 502),
   policyDenied: make('ERR_POLICY_DENIED', GatewayCode.PolicyDenied, 403),
+  unauthorized: make('ERR_UNAUTHORIZED', GatewayCode.Transport, 401),
   cancelled: make('ERR_CANCELLED', ErrorCode.RequestCancelled, 200),
 } as const;
 

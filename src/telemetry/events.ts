@@ -24,6 +24,8 @@ export interface ExchangeEvent {
   /** Time waiting for the upstream, ms (fractional), when one was called. */
   upstreamMs: number | undefined;
   requestId: string;
+  /** Why a policy decided as it did (ACL), for audit. */
+  reason?: string;
 }
 
 export interface ExchangeSink {

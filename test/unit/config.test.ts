@@ -191,11 +191,11 @@ describe('unknown keys', () => {
       BASE +
       yaml(
         '    tools: { prefix: never, colour: ["a"] }',
-        '    acl: {}',
+        '    aclx: {}',
         'listen: { host: 127.0.0.1, prot: 80 }',
       );
     expect(problemAt(text, 'routes.0.tools.colour').line).toBe(8);
-    expect(problemAt(text, 'routes.0.acl').line).toBe(9);
+    expect(problemAt(text, 'routes.0.aclx').line).toBe(9);
     expect(problemAt(text, 'listen.prot').line).toBe(10);
   });
 
@@ -478,6 +478,7 @@ describe('defaults', () => {
       sessions: { idle_timeout: 30 * 60_000, max_sessions: 10_000, max_per_principal: 100 },
       log: { level: 'info' },
       shutdown_timeout: 10_000,
+      api_keys: { store: 'gatehouse.db', header: 'authorization' },
       health: { interval: 30_000, grace_period: 60_000 },
       upstreams: {
         main: {
