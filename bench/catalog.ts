@@ -1,12 +1,11 @@
 // The catalogue benchmark (`npm run bench:catalog`): tools/list of an aggregated catalogue (50 × 20 and
 // 200 × 50 tools) through Gatehouse once warm, and tools/call on a route of several upstreams against a
 // route of one, in interleaved rounds. See bench/README.md.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import type { Pool } from 'undici';
 import {
   type CallRound,
@@ -18,10 +17,26 @@ import {
   runCallRound,
   runListRound,
 } from './catalog-load.ts';
+import {
+  CHECK_TABLE,
+  disturbance,
+  fail,
+  flags,
+  loadCpu,
+  ms,
+  rateCells,
+  reportHead,
+  root,
+  runBenchmark,
+  scratchDir,
+  throughput,
+  verdict,
+  writeReport,
+} from './cli.ts';
 import { callAnswer, sampleArguments } from './fixture-tools.ts';
 import { createPool, openSession, type Session } from './load.ts';
-import { type Child, cpuTimeMs, launch, machineBusyMs, stopAll, stopAndWait } from './processes.ts';
-import { commit, pct, percentile } from './summary.ts';
+import { type Child, cpuTimeMs, launch, stopAndWait } from './processes.ts';
+import { pct, percentile } from './summary.ts';
 
 const PAGE_P99_TARGET_MS = 5;
 const CALL_RATIO_TARGET = 0.9;
@@ -31,30 +46,21 @@ const UPSTREAM_START_MS = 20_000;
 const GATEWAY_START_MS = 60_000;
 const POLL_MS = 250;
 
-const root = resolve(import.meta.dirname, '..');
-const env = process.env;
-const { values } = parseArgs({
-  options: {
-    sizes: { type: 'string', default: env.BENCH_SIZES ?? '50x20,200x50' },
-    'list-concurrency': { type: 'string', default: env.BENCH_LIST_CONCURRENCY ?? '1,8' },
-    'call-concurrency': { type: 'string', default: env.BENCH_CALL_CONCURRENCY ?? '16' },
-    fanout: { type: 'string', default: env.BENCH_FANOUT ?? '10' },
-    rounds: { type: 'string', default: env.BENCH_ROUNDS ?? '3' },
-    duration: { type: 'string', default: env.BENCH_DURATION ?? '3' },
-    warmup: { type: 'string', default: env.BENCH_WARMUP ?? '1' },
-    prefix: { type: 'string', default: env.BENCH_PREFIX ?? 'always' },
-    'page-size': { type: 'string', default: env.BENCH_PAGE_SIZE ?? '' },
-    'upstream-page-size': { type: 'string', default: env.BENCH_UPSTREAM_PAGE_SIZE ?? '0' },
-    'ready-timeout': { type: 'string', default: env.BENCH_READY_TIMEOUT ?? '120' },
-    parts: { type: 'string', default: env.BENCH_PARTS ?? 'list,call' },
-    out: { type: 'string', default: env.BENCH_OUT ?? join(root, 'bench/out/catalog.md') },
-  },
+const values = flags({
+  sizes: '50x20,200x50',
+  'list-concurrency': '1,8',
+  'call-concurrency': '16',
+  fanout: '10',
+  rounds: '3',
+  duration: '3',
+  warmup: '1',
+  prefix: 'always',
+  'page-size': '',
+  'upstream-page-size': '0',
+  'ready-timeout': '120',
+  parts: 'list,call',
+  out: join(root, 'bench/out/catalog.md'),
 });
-
-function fail(message: string): never {
-  console.error(message);
-  process.exit(2);
-}
 
 const numbers = (s: string) => s.split(',').map((x) => Number(x.trim()));
 const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
@@ -96,19 +102,6 @@ if (!(Number.isInteger(settings.upstreamPageSize) && settings.upstreamPageSize >
   fail('--upstream-page-size must be an integer ≥ 0 (0: the upstream answers in one page)');
 }
 
-let tmp: string | undefined;
-function cleanup(): void {
-  stopAll();
-  if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
-
 const log = (message: string) => console.error(message);
 
 // --- processes -------------------------------------------------------------------------------------------
@@ -123,8 +116,7 @@ function writeGatewayConfig(
   servers: number,
   routes: RouteSpec[],
 ): string {
-  tmp ??= mkdtempSync(join(tmpdir(), 'gatehouse-catalog-'));
-  const file = join(tmp, `gatehouse-${port}.yaml`);
+  const file = join(scratchDir('gatehouse-catalog-'), `gatehouse-${port}.yaml`);
   const lines = [
     `listen: { host: 127.0.0.1, port: ${port} }`,
     'log: { level: warn }',
@@ -228,14 +220,9 @@ async function openWarm(
 async function withCpu<T>(stack: Stack, run: () => Promise<T>) {
   const gateway0 = cpuTimeMs(stack.gateway.pid);
   const upstream0 = cpuTimeMs(stack.upstream.pid);
-  const load0 = process.cpuUsage();
-  const machine0 = machineBusyMs();
-  const value = await run();
-  const machineMs = machineBusyMs() - machine0;
-  const load = process.cpuUsage(load0);
+  const { value, loadMs, machineMs } = await loadCpu(run);
   const gatewayMs = cpuTimeMs(stack.gateway.pid) - gateway0;
   const upstreamMs = cpuTimeMs(stack.upstream.pid) - upstream0;
-  const loadMs = (load.user + load.system) / 1000;
   const otherMs = Math.max(0, machineMs - gatewayMs - upstreamMs - loadMs);
   return { value, cpu: { gatewayMs, upstreamMs, loadMs, otherMs } };
 }
@@ -430,55 +417,42 @@ async function callComparison(): Promise<CallSummary[]> {
 
 function summariseCalls(route: RouteSpec, concurrency: number, rounds: MeasuredCallRound[]): CallSummary {
   const total = (f: (r: MeasuredCallRound) => number) => rounds.reduce((n, r) => n + f(r), 0);
-  const calls = total((r) => r.calls);
-  const elapsedMs = total((r) => r.elapsedMs);
-  const roundRps = rounds.map((r) => (r.calls * 1000) / r.elapsedMs);
-  const sorted = Float64Array.from(rounds.flatMap((r) => r.latenciesMs)).sort();
+  const { elapsedMs, ...t } = throughput(rounds);
   return {
     route,
     concurrency,
-    rps: (calls * 1000) / elapsedMs,
-    minRps: Math.min(...roundRps),
-    maxRps: Math.max(...roundRps),
-    p50: percentile(sorted, 0.5),
-    p99: percentile(sorted, 0.99),
-    calls,
-    errors: total((r) => r.errors),
+    ...t,
     firstError: rounds.find((r) => r.firstError !== undefined)?.firstError,
-    gatewayCpu: total((r) => r.gatewayMs) / calls,
-    upstreamCpu: total((r) => r.upstreamMs) / calls,
-    loadCpu: total((r) => r.loadMs) / calls,
+    gatewayCpu: total((r) => r.gatewayMs) / t.calls,
+    upstreamCpu: total((r) => r.upstreamMs) / t.calls,
+    loadCpu: total((r) => r.loadMs) / t.calls,
     otherShare: total((r) => r.otherMs) / (elapsedMs * cpus().length),
   };
 }
 
 // --- report ----------------------------------------------------------------------------------------------
 
-const ms = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
-const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
 const count = (n: number) => n.toLocaleString('en-US');
 const upstreams = (n: number) => (n === 1 ? '1 upstream' : `${n} upstreams`);
 
 function report(catalogues: CatalogueResult[], calls: CallSummary[], failures: string[]): string {
-  const cpu = cpus();
   const lines = [
-    `## Catalogue run of ${new Date().toISOString()}`,
-    '',
-    `- command: \`node bench/catalog.ts ${process.argv.slice(2).join(' ')}\``.replace(/ `$/, '`'),
-    `- settings: ${[
-      parts.has('list') &&
-        `tools/list of catalogues ${sizes.map((s) => `${s.servers}×${s.tools}`).join(', ')} at concurrency ` +
-          `${settings.listConcurrency.join(', ')} (${settings.warmupMs / 1000} s warm-up + ${settings.durationMs / 1000} s each)`,
-      parts.has('call') &&
-        `tools/call on 1 upstream vs ${upstreams(settings.fanout)} at concurrency ${settings.callConcurrency.join(', ')}, ` +
-          `${settings.rounds} interleaved rounds × ${settings.durationMs / 1000} s after ${settings.warmupMs / 1000} s warm-up`,
-      `prefix ${values.prefix}; gateway page size ${settings.pageSize ?? 'default'}; ` +
-        `upstream page size ${settings.upstreamPageSize || 'all'}`,
-    ]
-      .filter(Boolean)
-      .join('; ')}`,
-    `- node ${process.version}, ${process.platform}/${process.arch}, ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ` +
-      `commit ${commit()}`,
+    ...reportHead(
+      'Catalogue run',
+      'bench/catalog.ts',
+      [
+        parts.has('list') &&
+          `tools/list of catalogues ${sizes.map((s) => `${s.servers}×${s.tools}`).join(', ')} at concurrency ` +
+            `${settings.listConcurrency.join(', ')} (${settings.warmupMs / 1000} s warm-up + ${settings.durationMs / 1000} s each)`,
+        parts.has('call') &&
+          `tools/call on 1 upstream vs ${upstreams(settings.fanout)} at concurrency ${settings.callConcurrency.join(', ')}, ` +
+            `${settings.rounds} interleaved rounds × ${settings.durationMs / 1000} s after ${settings.warmupMs / 1000} s warm-up`,
+        `prefix ${values.prefix}; gateway page size ${settings.pageSize ?? 'default'}; ` +
+          `upstream page size ${settings.upstreamPageSize || 'all'}`,
+      ]
+        .filter(Boolean)
+        .join('; '),
+    ),
     ...failures.map((f) => `- **${f}**`),
   ];
   const checks: string[] = [];
@@ -524,7 +498,7 @@ function report(catalogues: CatalogueResult[], calls: CallSummary[], failures: s
     for (const s of calls) {
       lines.push(
         `| ${s.concurrency} | ${s.route.path} | ${s.route.upstreams.length} | ${s.route.upstreams.length * CALL_TOOLS} | ` +
-          `${s.rps.toFixed(0)} | ${s.minRps.toFixed(0)}–${s.maxRps.toFixed(0)} | ${ms(s.p50)} | ${ms(s.p99)} | ${s.calls} | ` +
+          `${rateCells(s)} | ${s.calls} | ` +
           `${s.errors} | ${ms(s.gatewayCpu, 3)} | ${ms(s.upstreamCpu, 3)} | ${ms(s.loadCpu, 3)} | ${pct(s.otherShare)} |`,
       );
     }
@@ -547,16 +521,9 @@ function report(catalogues: CatalogueResult[], calls: CallSummary[], failures: s
     ...catalogues.flatMap((k) => k.runs.map((r) => r.otherShare)),
     ...calls.map((s) => s.otherShare),
   ];
-  const disturbed = Math.max(0, ...others);
-  if (disturbed > 0.1) {
-    lines.push(
-      '',
-      `**Disturbed run**: other work used up to ${pct(disturbed)} of the machine during some measurements; ` +
-        'rerun on an idle machine before trusting these figures.',
-    );
-  }
+  lines.push(...disturbance(others, 'measurements'));
   if (checks.length > 0) {
-    lines.push('', '| check | measured | target | result |', '|---|---:|---:|---|', ...checks);
+    lines.push('', ...CHECK_TABLE, ...checks);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -586,11 +553,7 @@ async function main(): Promise<number> {
       calls = await callComparison();
     });
   }
-  const markdown = report(catalogues, calls, failures);
-  console.log(`\n${markdown}`);
-  mkdirSync(resolve(values.out, '..'), { recursive: true });
-  writeFileSync(values.out, markdown);
-  log(`written to ${values.out}`);
+  writeReport(values.out, report(catalogues, calls, failures));
   const errors =
     catalogues.reduce((n, k) => n + k.runs.reduce((m, r) => m + r.errors, 0), 0) +
     calls.reduce((n, s) => n + s.errors, 0);
@@ -598,14 +561,4 @@ async function main(): Promise<number> {
   return errors > 0 || failures.length > 0 ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    cleanup();
-    process.exit(code);
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    cleanup();
-    process.exit(1);
-  },
-);
+runBenchmark(main);

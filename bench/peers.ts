@@ -1,83 +1,40 @@
 // The peers benchmark (`npm run bench:peers`): one stdio MCP server (bench/stdio-upstream.ts) fronted over
 // Streamable HTTP by Gatehouse (shared and per-session upstream process), by mcp-proxy and by
 // supergateway --stateful, tools/call in interleaved rounds on 127.0.0.1. See bench/README.md.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Pool } from 'undici';
-import { createPool, openSession, parseMessage, type RoundResult, runRound, type Session } from './load.ts';
 import {
-  type Child,
-  cpuTimeMs,
-  launch as launchNode,
-  machineBusyMs,
-  processTree,
-  stopAll,
-  stopAndWait,
-} from './processes.ts';
-import { commit, pct, percentile } from './summary.ts';
+  CHECK_TABLE,
+  disturbance,
+  loadCpu,
+  measureInterleaved,
+  ROUND_TABLE,
+  type Round,
+  reportHead,
+  root,
+  roundFlags,
+  roundRow,
+  roundSettings,
+  runBenchmark,
+  type Summary,
+  scratchDir,
+  verdict,
+  writeReport,
+} from './cli.ts';
+import { openSession, parseMessage, runRound, type Session } from './load.ts';
+import { type Child, cpuTimeMs, launch as launchNode, processTree, stopAndWait } from './processes.ts';
 
 const TARGET_NAMES = ['gateway', 'gateway-per-session', 'mcp-proxy', 'supergateway'] as const;
 type TargetName = (typeof TARGET_NAMES)[number];
 
-const root = resolve(import.meta.dirname, '..');
 const UPSTREAM = join(root, 'bench/stdio-upstream.ts');
-const env = process.env;
-const { values } = parseArgs({
-  options: {
-    targets: { type: 'string', default: env.BENCH_TARGETS ?? TARGET_NAMES.join(',') },
-    concurrency: { type: 'string', default: env.BENCH_CONCURRENCY ?? '1,16,64' },
-    rounds: { type: 'string', default: env.BENCH_ROUNDS ?? '3' },
-    duration: { type: 'string', default: env.BENCH_DURATION ?? '3' },
-    warmup: { type: 'string', default: env.BENCH_WARMUP ?? '1' },
-    out: { type: 'string', default: env.BENCH_OUT ?? join(root, 'bench/out/peers.md') },
-  },
-});
-
-const requested = values.targets.split(',').map((t) => t.trim());
-for (const t of requested) {
-  if (!TARGET_NAMES.includes(t as TargetName)) {
-    console.error(`unknown target '${t}': expected a comma-separated subset of ${TARGET_NAMES.join(',')}`);
-    process.exit(2);
-  }
-}
-const settings = {
-  targets: TARGET_NAMES.filter((t) => requested.includes(t)),
-  concurrency: values.concurrency.split(',').map(Number),
-  rounds: Number(values.rounds),
-  durationMs: Number(values.duration) * 1000,
-  warmupMs: Number(values.warmup) * 1000,
-};
-const counts = [...settings.concurrency, settings.rounds, settings.durationMs];
-if (!counts.every((n) => Number.isFinite(n) && n > 0) || !(settings.warmupMs >= 0)) {
-  console.error('--concurrency, --rounds and --duration must be positive numbers, --warmup zero or more');
-  process.exit(2);
-}
+const values = roundFlags(TARGET_NAMES, 'peers.md');
+const settings = roundSettings(TARGET_NAMES, values);
 const STARTUP_TIMEOUT_MS = 30_000;
 
 /** A relay in front of its own copy of the stdio upstream, with the MCP session the benchmark holds on it. */
 type Target = { name: TargetName; label: string; relay: Child; session: Session; processes: string };
-/** One measured round of one target, with the CPU each party spent during it. */
-type Round = RoundResult & {
-  relayCpuMs: number;
-  upstreamCpuMs: number;
-  loadCpuMs: number;
-  otherCpuMs: number;
-};
-
-let tmp: string | undefined;
-function cleanup(): void {
-  stopAll();
-  if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
 
 /** The entry script and version of an installed npm package's command (a devDependency of this repo). */
 function installed(pkg: string): { script: string; version: string } {
@@ -99,8 +56,7 @@ function shellQuote(s: string): string {
 }
 
 function gatewayConfig(name: string, port: number, mode: 'shared' | 'per-session'): string {
-  tmp ??= mkdtempSync(join(tmpdir(), 'gatehouse-bench-peers-'));
-  const file = join(tmp, `${name}.yaml`);
+  const file = join(scratchDir('gatehouse-bench-peers-'), `${name}.yaml`);
   // JSON strings are YAML flow scalars: paths with spaces or colons stay one value.
   writeFileSync(
     file,
@@ -250,107 +206,40 @@ async function startTargets(failures: string[]): Promise<Target[]> {
 
 async function measureRound(t: Target, pool: Pool, concurrency: number): Promise<Round> {
   const tree0 = treeUsage(t.relay);
-  const load0 = process.cpuUsage();
-  const machine0 = machineBusyMs();
-  const result = await runRound(pool, t.session, concurrency, settings.durationMs);
-  const machineCpuMs = machineBusyMs() - machine0;
-  const load = process.cpuUsage(load0);
+  const m = await loadCpu(() => runRound(pool, t.session, concurrency, settings.durationMs));
   const { relay: relayCpuMs, upstream: upstreamCpuMs } = usageDelta(tree0, treeUsage(t.relay));
-  const loadCpuMs = (load.user + load.system) / 1000;
-  const otherCpuMs = Math.max(0, machineCpuMs - relayCpuMs - upstreamCpuMs - loadCpuMs);
-  return { ...result, relayCpuMs, upstreamCpuMs, loadCpuMs, otherCpuMs };
-}
-
-function summarise(rounds: Round[]) {
-  const total = (f: (r: Round) => number) => rounds.reduce((n, r) => n + f(r), 0);
-  const calls = total((r) => r.calls);
-  const elapsedMs = total((r) => r.elapsedMs);
-  const roundRps = rounds.map((r) => (r.calls * 1000) / r.elapsedMs);
-  const sorted = Float64Array.from(rounds.flatMap((r) => r.latenciesMs)).sort();
-  return {
-    rps: (calls * 1000) / elapsedMs,
-    minRps: Math.min(...roundRps),
-    maxRps: Math.max(...roundRps),
-    p50: percentile(sorted, 0.5),
-    p99: percentile(sorted, 0.99),
-    calls,
-    errors: total((r) => r.errors),
-    relayCpu: total((r) => r.relayCpuMs) / calls,
-    upstreamCpu: total((r) => r.upstreamCpuMs) / calls,
-    loadCpu: total((r) => r.loadCpuMs) / calls,
-    /** Share of the machine's cores busy with anything else (other processes, the kernel's softirqs). */
-    otherShare: total((r) => r.otherCpuMs) / (elapsedMs * cpus().length),
-  };
-}
-type Summary = ReturnType<typeof summarise>;
-
-async function measure(targets: Target[], failures: string[]): Promise<Map<string, Summary>> {
-  const results = new Map<string, Summary>();
-  for (const c of settings.concurrency) {
-    const pools = new Map<TargetName, Pool>(targets.map((t) => [t.name, createPool(t.session, c)]));
-    const rounds = new Map<TargetName, Round[]>(targets.map((t) => [t.name, []]));
-    for (const t of targets) {
-      const warm = await runRound(pools.get(t.name)!, t.session, c, settings.warmupMs);
-      if (warm.errors > 0)
-        failures.push(`${t.name}: ${warm.errors} of ${warm.calls} warm-up calls failed at c${c}`);
-    }
-    for (let i = 1; i <= settings.rounds; i++) {
-      for (const t of targets) {
-        const round = await measureRound(t, pools.get(t.name)!, c);
-        rounds.get(t.name)!.push(round);
-        console.error(
-          `c=${c} round ${i}/${settings.rounds} ${t.name}: ${((round.calls * 1000) / round.elapsedMs).toFixed(0)} req/s, ` +
-            `${round.errors} errors`,
-        );
-      }
-    }
-    for (const [name, list] of rounds) results.set(`${name}@${c}`, summarise(list));
-    await Promise.all([...pools.values()].map((p) => p.close()));
-  }
-  return results;
+  const otherCpuMs = Math.max(0, m.machineMs - relayCpuMs - upstreamCpuMs - m.loadMs);
+  return { ...m.value, relayCpuMs, upstreamCpuMs, loadCpuMs: m.loadMs, otherCpuMs };
 }
 
 function report(results: Map<string, Summary>, targets: Target[], failures: string[]): string {
-  const cpu = cpus();
-  const ms = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
   const lines = [
-    `## Peers run of ${new Date().toISOString()}`,
-    '',
-    `- command: \`node bench/peers.ts ${process.argv.slice(2).join(' ')}\``.replace(/ `$/, '`'),
-    `- settings: concurrency ${settings.concurrency.join(', ')}; ${settings.rounds} interleaved rounds × ` +
-      `${settings.durationMs / 1000} s after ${settings.warmupMs / 1000} s warm-up per target`,
-    `- node ${process.version}, ${process.platform}/${process.arch}, ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ` +
-      `commit ${commit()}`,
+    ...reportHead(
+      'Peers run',
+      'bench/peers.ts',
+      `concurrency ${settings.concurrency.join(', ')}; ${settings.rounds} interleaved rounds × ` +
+        `${settings.durationMs / 1000} s after ${settings.warmupMs / 1000} s warm-up per target`,
+    ),
     `- targets (processes: relay + stdio upstream): ${targets.map((t) => `${t.label} (${t.processes})`).join('; ')}`,
     ...failures.map((f) => `- **${f}**`),
     '',
-    '| c | target | req/s | req/s per round | p50 ms | p99 ms | calls | errors | relay CPU ms/call | upstream CPU ms/call | load gen CPU ms/call | other CPU |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...ROUND_TABLE,
   ];
   for (const c of settings.concurrency) {
-    for (const t of targets) {
-      const s = results.get(`${t.name}@${c}`)!;
-      lines.push(
-        `| ${c} | ${t.name} | ${s.rps.toFixed(0)} | ${s.minRps.toFixed(0)}–${s.maxRps.toFixed(0)} | ${ms(s.p50)} | ${ms(s.p99)} | ` +
-          `${s.calls} | ${s.errors} | ${ms(s.relayCpu, 3)} | ${ms(s.upstreamCpu, 3)} | ${ms(s.loadCpu, 3)} | ${pct(s.otherShare)} |`,
-      );
-    }
+    for (const t of targets) lines.push(roundRow(c, t.name, results.get(`${t.name}@${c}`)!));
   }
-  const disturbed = Math.max(0, ...[...results.values()].map((s) => s.otherShare));
-  if (disturbed > 0.1) {
-    lines.push(
-      '',
-      `**Disturbed run**: other work used up to ${pct(disturbed)} of the machine during some rounds; ` +
-        'rerun on an idle machine before trusting these figures.',
-    );
-  }
+  lines.push(
+    ...disturbance(
+      [...results.values()].map((s) => s.otherShare),
+      'rounds',
+    ),
+  );
 
   const get = (name: TargetName, c: number) => results.get(`${name}@${c}`);
-  const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
   const ratio = (x: number) => `${x.toFixed(2)}×`;
   const proxy16 = get('mcp-proxy', 16);
   const superg16 = get('supergateway', 16);
-  lines.push('', '| check | measured | target | result |', '|---|---:|---:|---|');
+  lines.push('', ...CHECK_TABLE);
   for (const gateway of ['gateway', 'gateway-per-session'] as const) {
     if (!settings.targets.includes(gateway)) continue;
     const gate16 = get(gateway, 16);
@@ -379,26 +268,15 @@ async function main(): Promise<number> {
   const failures: string[] = [];
   const targets = await startTargets(failures);
   if (targets.length === 0) throw new Error(`no target could be started:\n${failures.join('\n')}`);
-  const results = await measure(targets, failures);
-  const markdown = report(results, targets, failures);
-  console.log(`\n${markdown}`);
-  mkdirSync(resolve(values.out, '..'), { recursive: true });
-  writeFileSync(values.out, markdown);
-  console.error(`written to ${values.out}`);
+  const results = await measureInterleaved(targets, settings, measureRound, (t, c, warm) => {
+    if (warm.errors > 0)
+      failures.push(`${t.name}: ${warm.errors} of ${warm.calls} warm-up calls failed at c${c}`);
+  });
+  writeReport(values.out, report(results, targets, failures));
   await Promise.all(targets.map((t) => stopAndWait(t.relay)));
   const errors = [...results.values()].reduce((n, s) => n + s.errors, 0);
   if (errors > 0) console.error(`${errors} calls failed: see the errors column`);
   return errors > 0 || failures.length > 0 ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    cleanup();
-    process.exit(code);
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    cleanup();
-    process.exit(1);
-  },
-);
+runBenchmark(main);

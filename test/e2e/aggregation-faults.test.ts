@@ -12,6 +12,7 @@ import {
   startFixture,
 } from '../fixtures/fixture-server.ts';
 import { type RunningGateway, startGateway } from '../helpers/gateway.ts';
+import { waitFor as pollFor, rpcError, textOf } from '../helpers/sdk.ts';
 
 const clients: Client[] = [];
 
@@ -37,33 +38,9 @@ async function toolNames(c: Client): Promise<string[]> {
   return names;
 }
 
-async function rpcError(p: Promise<unknown>): Promise<{ code: number; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: unknown; message?: unknown };
-    if (typeof e.code === 'number')
-      return { code: e.code, message: String(e.message).replace(/^MCP error -?\d+: /, '') };
-    throw err;
-  }
-  throw new Error('expected a JSON-RPC error, got a result');
-}
-
-function textOf(result: unknown): string {
-  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
-  return content.map((c) => c.text ?? '').join('');
-}
-
-async function waitFor(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 5_000,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The shared `waitFor`, polling every 20 ms. */
+function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
+  return pollFor(cond, what, timeoutMs, 20);
 }
 
 function listChanges(c: Client): Notification[] {

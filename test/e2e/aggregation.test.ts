@@ -16,6 +16,7 @@ import { createGateway, type Gateway } from '../../src/app.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { type EverythingServer, startEverything } from '../fixtures/everything.ts';
 import { type FixtureHandle, startFixture } from '../fixtures/fixture-server.ts';
+import { rpcError, textOf, waitFor } from '../helpers/sdk.ts';
 
 const LONG = 'l'.repeat(125); // fits as it is; `alpha__` + it does not (128 max)
 const ALPHA_TOOLS = ['echo', 'search', 'alpha_one', 'alpha_two', 'drop_me', 'secret_key', LONG];
@@ -93,36 +94,6 @@ async function listAll<R extends { nextCursor?: string | undefined }, K extends 
 
 async function toolNames(c: Client): Promise<string[]> {
   return (await listAll((p: Page) => c.listTools(p), 'tools')).items.map((t) => t.name);
-}
-
-async function rpcError(p: Promise<unknown>): Promise<{ code: number; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: unknown; message?: unknown };
-    // The SDK's McpError prefixes the message with "MCP error <code>: ".
-    if (typeof e.code === 'number')
-      return { code: e.code, message: String(e.message).replace(/^MCP error -?\d+: /, '') };
-    throw err;
-  }
-  throw new Error('expected a JSON-RPC error, got a result');
-}
-
-function textOf(result: unknown): string {
-  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
-  return content.map((c) => c.text ?? '').join('');
-}
-
-async function waitFor(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 5_000,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Records the notifications a client receives (on its GET stream). */

@@ -4,85 +4,14 @@
 // reaches the upstream). Real servers, real HTTP on 127.0.0.1.
 
 import { Readable } from 'node:stream';
-import { type Dispatcher, request } from 'undici';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoServer, startDemoServer } from '../../src/demo/demo-server.ts';
 import { type MisbehavingUpstream, startMisbehavingUpstream } from '../fixtures/misbehaving-upstream.ts';
 import { type RunningGateway, singleUpstreamConfig, startGateway } from '../helpers/gateway.ts';
+import { type Answer, type HeaderSpec, type Msg, send } from '../helpers/http.ts';
 
-type Msg = Record<string, unknown>;
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  /** The JSON-RPC messages of the body: one JSON object, a JSON array, or every SSE event's data. */
-  messages: Msg[];
-}
-
-const ACCEPT = 'application/json, text/event-stream';
 const MAX_BODY = 4096;
-
-function parseMessages(text: string, type: string): Msg[] {
-  if (type.startsWith('text/event-stream')) {
-    return text
-      .split(/\r?\n\r?\n/)
-      .map((ev) =>
-        ev
-          .split(/\r?\n/)
-          .filter((l) => l.startsWith('data:'))
-          .map((l) => l.slice(5).replace(/^ /, ''))
-          .join('\n'),
-      )
-      .filter((d) => d !== '')
-      .map((d) => JSON.parse(d) as Msg);
-  }
-  if (type.startsWith('application/json') && text !== '') {
-    const v = JSON.parse(text) as Msg | Msg[];
-    return Array.isArray(v) ? v : [v];
-  }
-  return [];
-}
-
-/** Headers with defaults; a null value removes a default. */
-type HeaderSpec = Record<string, string | null>;
-
-function buildHeaders(defaults: Record<string, string>, extra: HeaderSpec): Record<string, string> {
-  const out: Record<string, string> = { ...defaults };
-  for (const [k, v] of Object.entries(extra)) {
-    if (v === null) delete out[k];
-    else out[k] = v;
-  }
-  return out;
-}
-
-async function send(
-  url: string,
-  opts: {
-    method?: Dispatcher.HttpMethod;
-    body?: unknown;
-    raw?: string | Readable;
-    headers?: HeaderSpec;
-  } = {},
-): Promise<Answer> {
-  const method = opts.method ?? 'POST';
-  const defaults: Record<string, string> =
-    method === 'POST' ? { accept: ACCEPT, 'content-type': 'application/json' } : {};
-  const body = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
-  const res = await request(url, { method, headers: buildHeaders(defaults, opts.headers ?? {}), body });
-  if (method === 'GET' && res.statusCode === 200) {
-    // An open GET stream never ends on its own: do not wait for it.
-    res.body.destroy();
-    return { status: res.statusCode, headers: res.headers, text: '', messages: [] };
-  }
-  const text = await res.body.text();
-  return {
-    status: res.statusCode,
-    headers: res.headers,
-    text,
-    messages: parseMessages(text, String(res.headers['content-type'] ?? '')),
-  };
-}
 
 function initializeBody(version: string, id: string | number = 0): Msg {
   return {

@@ -23,6 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway } from '../../src/app.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
+import { textOf } from '../helpers/sdk.ts';
 
 type Msg = Record<string, unknown>;
 type Mode = 'per-session' | 'shared';
@@ -143,11 +144,6 @@ async function connect(url: string, capabilities: Record<string, object> = {}): 
       await client.close();
     },
   };
-}
-
-function textOf(result: unknown): string {
-  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
-  return content.map((c) => c.text ?? '').join('');
 }
 
 async function rpcError(p: Promise<unknown>): Promise<McpError> {

@@ -26,53 +26,7 @@ import {
   unreachableUrl,
 } from '../fixtures/misbehaving-upstream.ts';
 import { type RunningGateway, startGateway } from '../helpers/gateway.ts';
-
-type Msg = Record<string, unknown>;
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  messages: Msg[];
-}
-
-const ACCEPT = 'application/json, text/event-stream';
-
-function parseMessages(text: string, type: string): Msg[] {
-  if (type.startsWith('text/event-stream')) {
-    return text
-      .split(/\r?\n\r?\n/)
-      .map((ev) =>
-        ev
-          .split(/\r?\n/)
-          .filter((l) => l.startsWith('data:'))
-          .map((l) => l.slice(5).replace(/^ /, ''))
-          .join('\n'),
-      )
-      .filter((d) => d !== '')
-      .map((d) => JSON.parse(d) as Msg);
-  }
-  if (type.startsWith('application/json') && text !== '') {
-    const v = JSON.parse(text) as Msg | Msg[];
-    return Array.isArray(v) ? v : [v];
-  }
-  return [];
-}
-
-async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await request(url, {
-    method: 'POST',
-    headers: { accept: ACCEPT, 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-  const text = await res.body.text();
-  return {
-    status: res.statusCode,
-    headers: res.headers,
-    text,
-    messages: parseMessages(text, String(res.headers['content-type'] ?? '')),
-  };
-}
+import { type Answer, type Msg, post } from '../helpers/http.ts';
 
 function initializeBody(version: string): Msg {
   return {
