@@ -49,7 +49,7 @@ export interface Gateway {
 
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
   const { config, baseDir } = loaded;
-  const logger = options.logger ?? createLogger(config.log.level);
+  const logger = options.logger ?? createLogger(config.log.level, undefined, [config.api_keys.header]);
   const sinks: ExchangeSink[] = options.sink ? [options.sink] : [];
   if (logger.isLevelEnabled('debug')) sinks.push(logSink(logger));
   const sink = fanOut(sinks);
@@ -127,6 +127,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     maxBodyBytes: config.limits.max_body_bytes,
     routers,
     authenticators,
+    credentialHeaders: [config.api_keys.header],
     sessions,
     sink,
     upstreamHealth: () => {

@@ -93,8 +93,11 @@ export class ApiKeyStore {
     else {
       const row = this.#byHash.get(h) as Record<string, unknown> | undefined;
       record = row ? toRecord(row) : undefined;
-      if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
-      this.#cache.set(h, { record, until: now + CACHE_MS });
+      // Only keys that exist are cached (junk keys cannot flush the good ones); the oldest goes first.
+      if (record) {
+        if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
+        this.#cache.set(h, { record, until: now + CACHE_MS });
+      }
     }
     if (!record || record.revokedAt !== undefined) return undefined;
     if (record.expiresAt !== undefined && record.expiresAt <= now) return undefined;

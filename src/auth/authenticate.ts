@@ -10,14 +10,23 @@ export type Authenticate = (
   now: number,
 ) => Principal;
 
+/** RFC 9110: the scheme is case-insensitive. */
+const BEARER = /^bearer\s+(\S+)\s*$/i;
+
 export function apiKeyAuthenticator(store: ApiKeyStore, header: string): Authenticate {
   const name = header.toLowerCase();
   const bearer = name === 'authorization';
   return (headers, now) => {
     const raw = headers[name];
     const value = Array.isArray(raw) ? raw[0] : raw;
-    const key = bearer ? (value?.startsWith('Bearer ') ? value.slice(7).trim() : undefined) : value?.trim();
-    const record = key ? store.verify(key, now) : undefined;
+    const key = bearer ? BEARER.exec(value ?? '')?.[1] : value?.trim();
+    let record: ReturnType<ApiKeyStore['verify']>;
+    try {
+      record = key ? store.verify(key, now) : undefined;
+    } catch {
+      // The store failed (closing, unreadable): refuse, never allow, and say it is on our side.
+      throw Errors.shuttingDown('Service Unavailable: the API key store cannot be read; retry shortly');
+    }
     if (!record) {
       throw Errors.unauthorized(
         `Unauthorized: this route needs a valid API key (${bearer ? 'Authorization: Bearer <key>' : `header ${header}`})`,

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Authenticate } from '../auth/authenticate.ts';
 import type { ReplyChannel, Router } from '../gateway/router.ts';
 import type { GatewaySession } from '../gateway/session.ts';
-import type { SessionRegistry } from '../gateway/sessions.ts';
+import { principalKey, type SessionRegistry } from '../gateway/sessions.ts';
 import { asGatehouseError, Errors } from '../mcp/errors.ts';
 import {
   ErrorCode,
@@ -35,6 +35,8 @@ export interface LegacyEndpointDeps {
 }
 
 interface Connection {
+  /** The principal that opened the stream: only it may post to it. */
+  owner: string;
   writer: SseWriter;
   session: GatewaySession | undefined;
   /** initialize is under way (a second one is refused; a stream closing meanwhile ends what it opens). */
@@ -69,7 +71,7 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
   });
 
   app.get(paths.sse, async (req, reply) => {
-    deps.authenticate?.(req.headers, Date.now());
+    const owner = principalKey(deps.authenticate?.(req.headers, Date.now()));
     if (!accepts(header(req, 'accept'), 'text/event-stream')) {
       throw Errors.notAcceptable('Not Acceptable: the SSE transport needs Accept: text/event-stream');
     }
@@ -80,6 +82,7 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
     const id = randomBytes(24).toString('base64url');
     const writer = new SseWriter(reply.raw, deps.corsHeaders(req), deps.keepaliveMs);
     const conn: Connection = {
+      owner,
       writer,
       session: undefined,
       initializing: false,
@@ -103,7 +106,9 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
     const m = meta(req);
     if (deps.authenticate) m.principal = deps.authenticate(req.headers, m.startedAt);
     const id = (req.query as Record<string, unknown>).sessionId;
-    const conn = typeof id === 'string' ? connections.get(id) : undefined;
+    const found = typeof id === 'string' ? connections.get(id) : undefined;
+    // Another principal's stream is indistinguishable from one that does not exist.
+    const conn = found && found.owner === principalKey(m.principal) ? found : undefined;
     if (!conn)
       throw Errors.sessionNotFound(
         'Session not found: open the SSE stream first (GET …/sse) and post to the endpoint it names',

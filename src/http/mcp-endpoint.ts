@@ -8,7 +8,7 @@ import type { ReplayableStream } from '../gateway/replay.ts';
 import type { ReplyChannel, RequestMeta, Router } from '../gateway/router.ts';
 import type { GatewaySession } from '../gateway/session.ts';
 import type { SessionRegistry } from '../gateway/sessions.ts';
-import { Errors, type GatehouseError } from '../mcp/errors.ts';
+import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
 import {
   ErrorCode,
   isNotification,
@@ -88,7 +88,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     try {
       m.principal = deps.authenticate(req.headers, m.startedAt);
     } catch (err) {
-      rejectEdge(m, '', err as GatehouseError);
+      rejectEdge(m, '', asGatehouseError(err));
     }
   }
 

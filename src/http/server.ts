@@ -32,6 +32,8 @@ export interface EdgeOptions {
   routers: readonly Router[];
   /** Per route path, how callers are authenticated (routes without an entry are open). */
   authenticators: ReadonlyMap<string, Authenticate>;
+  /** Headers carrying credentials besides Authorization (allowed in CORS preflights). */
+  credentialHeaders: readonly string[];
   sessions: SessionRegistry;
   sink: ExchangeSink;
   /** Health of every upstream, for /readyz. */
@@ -47,6 +49,10 @@ const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, s
 
 export function buildEdge(opts: EdgeOptions): FastifyInstance {
   const bootId = randomUUID().slice(0, 8);
+  const allowHeaders = [
+    CORS_ALLOW_HEADERS,
+    ...opts.credentialHeaders.filter((h) => h.toLowerCase() !== 'authorization'),
+  ].join(', ');
   let requestCounter = 0;
   const app = Fastify({
     loggerInstance: opts.logger,
@@ -189,7 +195,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
         .headers({
           ...corsHeaders(req),
           'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
-          'access-control-allow-headers': CORS_ALLOW_HEADERS,
+          'access-control-allow-headers': allowHeaders,
           'access-control-max-age': '600',
         })
         .send();

@@ -19,12 +19,18 @@ export const REDACT_PATHS = [
   '*.password',
 ];
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+/** `secretHeaders`: further request headers that carry credentials (e.g. a configured API key header). */
+export function createLogger(
+  level: string,
+  destination?: pino.DestinationStream,
+  secretHeaders: readonly string[] = [],
+): Logger {
+  const extra = secretHeaders.map((h) => `req.headers["${h.toLowerCase()}"]`);
   return pino(
     {
       level,
       base: { service: 'gatehouse' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      redact: { paths: [...REDACT_PATHS, ...extra], censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,

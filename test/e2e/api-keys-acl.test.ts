@@ -167,6 +167,61 @@ routes:
     }
   });
 
+  it('the legacy SSE transport binds its session to the key too: another key cannot post to it', async () => {
+    const base = url.slice(0, url.lastIndexOf('/ecommerce-mcp'));
+    const stream = await fetch(`${base}/ecommerce-mcp/sse`, {
+      headers: { accept: 'text/event-stream', authorization: `Bearer ${keys.support}` },
+    });
+    expect(stream.status).toBe(200);
+    const reader = stream.body!.getReader();
+    let text = '';
+    while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+    const endpoint = /data: (\S+)/.exec(text)![1]!;
+    const post = (key: string, body: object) =>
+      fetch(`${base}${endpoint}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify(body),
+      });
+    const init = {
+      protocolVersion: '2024-11-05',
+      capabilities: {},
+      clientInfo: { name: 'old', version: '1' },
+    };
+    expect(
+      (await post(keys.support!, { jsonrpc: '2.0', id: 1, method: 'initialize', params: init })).status,
+    ).toBe(202);
+    const before = (await shop.state()).calls.length;
+    const stolen = await post(keys.warehouse!, {
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'cancel-order', arguments: {} },
+    });
+    expect(stolen.status).toBe(404);
+    expect((await shop.state()).calls.length).toBe(before);
+    await reader.cancel();
+  });
+
+  it('the Bearer scheme is case-insensitive (RFC 9110)', async () => {
+    const r = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `bearer ${keys.warehouse}`,
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+      }),
+    });
+    expect(r.status).toBe(200);
+    await r.body?.cancel();
+  });
+
   it('a session cannot be used with another key: 404, as if it did not exist', async () => {
     const c = await connect(keys.warehouse!);
     try {
