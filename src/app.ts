@@ -6,18 +6,19 @@ import type { Server as HttpsServer } from 'node:https';
 import { basename, dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { ApiKeyStore } from './auth/api-keys.ts';
-import { type Authenticate, apiKeyAuthenticator } from './auth/authenticate.ts';
+import { type Authenticate, routeAuthenticator } from './auth/authenticate.ts';
+import { OAuthValidator } from './auth/oauth.ts';
 import { Catalog } from './catalog/catalog.ts';
 import { CursorCodec } from './catalog/cursor.ts';
 import { compileFilter } from './catalog/filter.ts';
 import type { RouteCatalogConfig, UpstreamCuration } from './catalog/view.ts';
 import type { LoadedConfig } from './config/load.ts';
-import { resolveSecret } from './config/load.ts';
+import { ConfigError, resolveSecret } from './config/load.ts';
 import type { Config, RouteConfig, UpstreamConfig } from './config/schema.ts';
 import { Router } from './gateway/router.ts';
 import { SessionRegistry } from './gateway/sessions.ts';
 import { buildEdge } from './http/server.ts';
-import { AclPolicy } from './policy/acl.ts';
+import { AclPolicy, aclGroups } from './policy/acl.ts';
 import { PolicyChain } from './policy/chain.ts';
 import { MemorySessionStore } from './state/session-store.ts';
 import { type ExchangeSink, fanOut } from './telemetry/events.ts';
@@ -103,9 +104,56 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     ? new ApiKeyStore(resolve(baseDir, config.api_keys.store))
     : undefined;
   const authenticators = new Map<string, Authenticate>();
+  const oauthRoutes = new Map<string, OAuthValidator>();
+  let boundPort = config.listen.port;
+  const baseUrl = () =>
+    config.public_url ?? `${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${boundPort}`;
   for (const r of config.routes) {
-    if (r.auth?.api_keys && keyStore)
-      authenticators.set(r.path, apiKeyAuthenticator(keyStore, config.api_keys.header));
+    const auth = r.auth;
+    if (!auth || (!auth.api_keys && !auth.oauth)) continue;
+    let oauth: OAuthValidator | undefined;
+    if (auth.oauth) {
+      const resource =
+        auth.oauth.audience ??
+        (config.public_url ? `${config.public_url}${r.path === '/' ? '' : r.path}` : undefined);
+      if (!resource) {
+        throw new ConfigError(loaded.file, [
+          {
+            path: `routes.${r.path}.auth.oauth`,
+            message: 'set public_url (or auth.oauth.audience): tokens must name this route as their audience',
+          },
+        ]);
+      }
+      if (auth.oauth.relaxed_audience) {
+        logger.warn(
+          { route: r.path },
+          'relaxed_audience: tokens for any audience are accepted on this route (not MCP-conformant)',
+        );
+      }
+      const jwksUri = auth.oauth.jwks_uri ?? (await discoverJwksUri(auth.oauth.issuer, loaded.file));
+      const metadataPath = `/.well-known/oauth-protected-resource${r.path === '/' ? '' : r.path}`;
+      oauth = new OAuthValidator({
+        issuer: auth.oauth.issuer,
+        jwksUri,
+        resource,
+        relaxedAudience: auth.oauth.relaxed_audience,
+        leewayMs: auth.oauth.leeway,
+        subjectClaim: auth.oauth.subject_claim,
+        groupsClaim: auth.oauth.groups_claim,
+        agentClaim: auth.oauth.agent_claim,
+        scopes: auth.oauth.scopes,
+        metadataUrl: () => `${baseUrl()}${metadataPath}`,
+      });
+      oauthRoutes.set(metadataPath, oauth);
+    }
+    authenticators.set(
+      r.path,
+      routeAuthenticator({
+        keys: auth.api_keys && keyStore ? { store: keyStore, header: config.api_keys.header } : undefined,
+        oauth,
+        requiredGroups: auth.groups_required && r.acl ? aclGroups(r.acl) : undefined,
+      }),
+    );
   }
 
   const tls = config.listen.tls;
@@ -127,6 +175,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     maxBodyBytes: config.limits.max_body_bytes,
     routers,
     authenticators,
+    protectedResources: oauthRoutes,
     credentialHeaders: [config.api_keys.header],
     sessions,
     sink,
@@ -147,6 +196,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     catalog,
     async start() {
       const address = await edge.listen({ host: config.listen.host, port: config.listen.port });
+      const bound = edge.server.address();
+      if (bound && typeof bound === 'object') boundPort = bound.port;
       catalog.start();
       if (tls) {
         // Certificate rotation: reload the pair whenever either file changes.
@@ -285,4 +336,25 @@ function routeCatalogConfig(r: RouteConfig, config: Config): RouteCatalogConfig 
     resources: { prefix: r.resources.prefix },
     curation,
   };
+}
+
+/** The issuer's JWKS URI from its metadata (OpenID Connect, then RFC 8414); a clear error when it cannot be had. */
+async function discoverJwksUri(issuer: string, file: string): Promise<string> {
+  const base = issuer.replace(/\/$/, '');
+  for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
+    try {
+      const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(5_000) });
+      if (!res.ok) continue;
+      const doc = (await res.json()) as { jwks_uri?: unknown };
+      if (typeof doc.jwks_uri === 'string') return doc.jwks_uri;
+    } catch {
+      // try the next form
+    }
+  }
+  throw new ConfigError(file, [
+    {
+      path: 'auth.oauth',
+      message: `cannot discover the JWKS of ${issuer} (its metadata is unreachable or has no jwks_uri); set auth.oauth.jwks_uri`,
+    },
+  ]);
 }

@@ -1,37 +1,74 @@
-// Turns a request's credentials into a Principal, or refuses it with 401. Missing and invalid
-// credentials get the same answer: nothing that helps an attacker tell them apart.
+// Turns a request's credentials into a Principal, or refuses it. A route may accept API keys, OAuth
+// access tokens, or both (a key is recognised by its prefix). Missing and invalid credentials get the
+// same 401; a valid caller whose groups the route does not know gets 403 (fail closed).
 
 import type { Principal } from '../gateway/context.ts';
 import { Errors } from '../mcp/errors.ts';
 import type { ApiKeyStore } from './api-keys.ts';
+import type { OAuthValidator } from './oauth.ts';
 
 export type Authenticate = (
   headers: Readonly<Record<string, string | string[] | undefined>>,
   now: number,
-) => Principal;
+) => Principal | Promise<Principal>;
 
 /** RFC 9110: the scheme is case-insensitive. */
 const BEARER = /^bearer\s+(\S+)\s*$/i;
+const KEY_PREFIX = 'ghk_';
 
-export function apiKeyAuthenticator(store: ApiKeyStore, header: string): Authenticate {
-  const name = header.toLowerCase();
-  const bearer = name === 'authorization';
+export interface RouteAuthOptions {
+  keys?: { store: ApiKeyStore; header: string } | undefined;
+  oauth?: OAuthValidator | undefined;
+  /** With groups_required: the groups the route's ACL names; a caller in none of them is refused. */
+  requiredGroups?: ReadonlySet<string> | undefined;
+}
+
+export function routeAuthenticator(opts: RouteAuthOptions): Authenticate {
+  const keyHeader = opts.keys?.header.toLowerCase();
+  const unauthorized = () => {
+    if (opts.oauth) return opts.oauth.unauthorized();
+    const how =
+      keyHeader && keyHeader !== 'authorization'
+        ? `header ${opts.keys!.header}`
+        : 'Authorization: Bearer <key>';
+    return Errors.unauthorized(`Unauthorized: this route needs a valid API key (${how})`);
+  };
+  const checkGroups = (p: Principal): Principal => {
+    const required = opts.requiredGroups;
+    if (required && required.size > 0 && !p.groups.some((g) => required.has(g))) {
+      throw Errors.forbidden('Forbidden: none of your groups has access to this route');
+    }
+    return p;
+  };
+  const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+
   return (headers, now) => {
-    const raw = headers[name];
-    const value = Array.isArray(raw) ? raw[0] : raw;
-    const key = bearer ? BEARER.exec(value ?? '')?.[1] : value?.trim();
-    let record: ReturnType<ApiKeyStore['verify']>;
-    try {
-      record = key ? store.verify(key, now) : undefined;
-    } catch {
-      // The store failed (closing, unreadable): refuse, never allow, and say it is on our side.
-      throw Errors.shuttingDown('Service Unavailable: the API key store cannot be read; retry shortly');
+    const bearer = BEARER.exec(first(headers.authorization) ?? '')?.[1];
+    const key =
+      keyHeader === undefined
+        ? undefined
+        : keyHeader === 'authorization'
+          ? bearer
+          : first(headers[keyHeader])?.trim();
+    if (opts.keys && key?.startsWith(KEY_PREFIX)) {
+      let record: ReturnType<ApiKeyStore['verify']>;
+      try {
+        record = opts.keys.store.verify(key, now);
+      } catch {
+        // The store failed (closing, unreadable): refuse, never allow, and say it is on our side.
+        throw Errors.shuttingDown('Service Unavailable: the API key store cannot be read; retry shortly');
+      }
+      if (!record) throw unauthorized();
+      return checkGroups({
+        subject: record.name,
+        agent: record.agent,
+        groups: record.groups,
+        scopes: [],
+        claims: {},
+      });
     }
-    if (!record) {
-      throw Errors.unauthorized(
-        `Unauthorized: this route needs a valid API key (${bearer ? 'Authorization: Bearer <key>' : `header ${header}`})`,
-      );
-    }
-    return { subject: record.name, agent: record.agent, groups: record.groups, scopes: [], claims: {} };
+    if (opts.oauth && bearer && !bearer.startsWith(KEY_PREFIX))
+      return opts.oauth.verify(bearer, now).then(checkGroups);
+    throw unauthorized();
   };
 }

@@ -299,6 +299,46 @@ const routeSchema = z.strictObject({
         description:
           'Require an API key (made with `gatehouse keys create`): no key or an invalid one gets 401.',
       }),
+      oauth: z
+        .strictObject({
+          issuer: z
+            .url()
+            .meta({ description: 'The authorization server (IdP) issuer; tokens must carry it in `iss`.' }),
+          jwks_uri: z
+            .url()
+            .optional()
+            .meta({ description: "Its signing keys; discovered from the issuer's metadata when absent." }),
+          audience: z.string().optional().meta({
+            description:
+              "The route's canonical resource URI, required in `aud` (RFC 8707). Default: public_url + route path.",
+          }),
+          relaxed_audience: z.boolean().default(false).meta({
+            description:
+              'Accept tokens whatever their `aud` — only for IdPs that cannot set it; NOT conformant (logged at start).',
+          }),
+          subject_claim: z
+            .string()
+            .default('sub')
+            .meta({ description: 'Claim (dotted path) naming the user.' }),
+          groups_claim: z.string().default('groups').meta({
+            description: 'Claim (dotted path) with the groups: an array or a space/comma separated string.',
+          }),
+          agent_claim: z
+            .string()
+            .optional()
+            .meta({ description: 'Claim naming the agent (default: azp or client_id).' }),
+          scopes: z
+            .array(z.string())
+            .default([])
+            .meta({ description: 'Scopes advertised in the resource metadata and the 401 challenge.' }),
+          leeway: duration('30s').meta({ description: 'Clock skew tolerated on exp and nbf.' }),
+        })
+        .optional()
+        .meta({ description: 'OAuth 2.1 resource server: bearer JWTs from this IdP (JWKS).' }),
+      groups_required: z.boolean().default(true).meta({
+        description:
+          "Refuse (403) an authenticated caller in none of the groups the route's ACL names (fail closed).",
+      }),
     })
     .optional()
     .meta({

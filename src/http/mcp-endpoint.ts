@@ -83,10 +83,10 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
   }
 
   /** The caller, when the route authenticates (a refusal is recorded like any edge refusal). */
-  function identify(req: FastifyRequest, m: RequestMeta): void {
+  async function identify(req: FastifyRequest, m: RequestMeta): Promise<void> {
     if (!deps.authenticate) return;
     try {
-      m.principal = deps.authenticate(req.headers, m.startedAt);
+      m.principal = await deps.authenticate(req.headers, m.startedAt);
     } catch (err) {
       rejectEdge(m, '', asGatehouseError(err));
     }
@@ -94,7 +94,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
 
   app.post(path, async (req, reply) => {
     const m = meta(req);
-    identify(req, m);
+    await identify(req, m);
     if (!acceptsBoth(header(req, 'accept'))) {
       rejectEdge(
         m,
@@ -248,7 +248,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
 
   app.get(path, async (req, reply) => {
     const m = meta(req);
-    identify(req, m);
+    await identify(req, m);
     if (!accepts(header(req, 'accept'), 'text/event-stream')) {
       rejectEdge(m, '', Errors.notAcceptable('Not Acceptable: a GET stream needs Accept: text/event-stream'));
     }
@@ -275,7 +275,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
 
   app.delete(path, async (req, reply) => {
     const m = meta(req);
-    identify(req, m);
+    await identify(req, m);
     const session = await sessionFor(req, m).catch((err: GatehouseError) => rejectEdge(m, '', err));
     await sessions.delete(session.id, 'client ended it');
     return reply.code(200).headers(deps.corsHeaders(req)).send();

@@ -32,6 +32,8 @@ export interface EdgeOptions {
   routers: readonly Router[];
   /** Per route path, how callers are authenticated (routes without an entry are open). */
   authenticators: ReadonlyMap<string, Authenticate>;
+  /** RFC 9728 metadata documents, by their /.well-known path. */
+  protectedResources: ReadonlyMap<string, { metadata(): Record<string, unknown> }>;
   /** Headers carrying credentials besides Authorization (allowed in CORS preflights). */
   credentialHeaders: readonly string[];
   sessions: SessionRegistry;
@@ -158,7 +160,8 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     }
     if (e.httpStatus >= 500)
       req.log.warn({ requestId: req.id, code: e.code, msg: e.message }, 'request failed');
-    if (e.httpStatus === 401) void reply.header('www-authenticate', 'Bearer realm="gatehouse"');
+    if (e.headers) void reply.headers(e.headers);
+    else if (e.httpStatus === 401) void reply.header('www-authenticate', 'Bearer realm="gatehouse"');
     void reply
       .code(e.httpStatus === 200 ? 400 : e.httpStatus)
       .headers(corsHeaders(req))
@@ -179,6 +182,15 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  for (const [path, resource] of opts.protectedResources) app.get(path, async () => resource.metadata());
+  // The root form answers for a gateway with one protected route.
+  if (
+    opts.protectedResources.size === 1 &&
+    !opts.protectedResources.has('/.well-known/oauth-protected-resource')
+  ) {
+    const only = [...opts.protectedResources.values()][0]!;
+    app.get('/.well-known/oauth-protected-resource', async () => only.metadata());
+  }
   app.get('/readyz', async (_req, reply) => {
     const draining = opts.isDraining();
     return reply

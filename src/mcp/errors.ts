@@ -29,6 +29,8 @@ export class GatehouseError extends Error {
   readonly rpcCode: number;
   readonly httpStatus: number;
   readonly data: unknown;
+  /** HTTP headers the answer must carry (WWW-Authenticate of a 401/403). */
+  headers: Record<string, string> | undefined;
 
   constructor(code: string, rpcCode: number, httpStatus: number, message: string, data?: unknown) {
     super(message);
@@ -59,6 +61,8 @@ export const Errors = {
   sessionRequired: make('ERR_SESSION_REQUIRED', GatewayCode.Transport, 400),
   sessionNotFound: make('ERR_SESSION_NOT_FOUND', GatewayCode.SessionNotFound, 404),
   forbiddenOrigin: make('ERR_FORBIDDEN_ORIGIN', GatewayCode.Transport, 403),
+  forbidden: make('ERR_FORBIDDEN', GatewayCode.Transport, 403),
+  identityProviderUnavailable: make('ERR_IDP_UNAVAILABLE', GatewayCode.UpstreamUnavailable, 503),
   forbiddenHost: make('ERR_FORBIDDEN_HOST', GatewayCode.Transport, 403),
   notAcceptable: make('ERR_NOT_ACCEPTABLE', GatewayCode.Transport, 406),
   unsupportedMediaType: make('ERR_UNSUPPORTED_MEDIA_TYPE', GatewayCode.Transport, 415),

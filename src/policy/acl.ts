@@ -100,3 +100,16 @@ export class AclPolicy {
     return { allow: false, reason: `none of the caller's subjects is allowed by ${rule.source}` };
   }
 }
+
+/** The groups an ACL config names (typed `group:x`, or bare names), for groups_required. */
+export function aclGroups(config: AclConfig): Set<string> {
+  const out = new Set<string>();
+  const rules = [config.default, ...Object.values(config.tools ?? {})];
+  for (const r of rules) {
+    for (const e of [...(r?.allow ?? []), ...(r?.deny ?? [])]) {
+      if (e.startsWith('group:')) out.add(e.slice(6));
+      else if (!/^(user|agent|claim):/.test(e)) out.add(e);
+    }
+  }
+  return out;
+}
