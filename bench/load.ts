@@ -59,22 +59,21 @@ function methodOf(message: unknown): string {
     : '?';
 }
 
-/** initialize + notifications/initialized, as any MCP client would; returns the headers to send after. */
-export async function openSession(url: URL): Promise<Session> {
-  const { res, text } = await post(
-    url,
-    {},
-    {
-      jsonrpc: '2.0',
-      id: 0,
-      method: 'initialize',
-      params: {
-        protocolVersion: PROTOCOL_VERSION,
-        capabilities: {},
-        clientInfo: { name: 'gatehouse-bench', version: '0.1.0' },
-      },
+/**
+ * initialize + notifications/initialized, as any MCP client would; returns the headers to send after.
+ * `extraHeaders` (e.g. `authorization`) go on every request of the session.
+ */
+export async function openSession(url: URL, extraHeaders: Record<string, string> = {}): Promise<Session> {
+  const { res, text } = await post(url, extraHeaders, {
+    jsonrpc: '2.0',
+    id: 0,
+    method: 'initialize',
+    params: {
+      protocolVersion: PROTOCOL_VERSION,
+      capabilities: {},
+      clientInfo: { name: 'gatehouse-bench', version: '0.1.0' },
     },
-  );
+  });
   const init = parseMessage(res.headers.get('content-type') ?? '', text) as {
     result?: { protocolVersion?: string };
     error?: unknown;
@@ -82,7 +81,10 @@ export async function openSession(url: URL): Promise<Session> {
   if (init.result?.protocolVersion === undefined) {
     throw new Error(`initialize failed: ${text.slice(0, 300)}`);
   }
-  const headers: Record<string, string> = { 'mcp-protocol-version': init.result.protocolVersion };
+  const headers: Record<string, string> = {
+    ...extraHeaders,
+    'mcp-protocol-version': init.result.protocolVersion,
+  };
   const sessionId = res.headers.get('mcp-session-id');
   if (sessionId !== null) headers['mcp-session-id'] = sessionId;
   await post(url, headers, { jsonrpc: '2.0', method: 'notifications/initialized' });

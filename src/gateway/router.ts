@@ -59,6 +59,9 @@ export interface RouteDeps {
   gatewayInfo: { name: string; version: string };
 }
 
+/** Distinct callers (subject sets) whose filtered lists are kept per view. */
+const MAX_FILTERED_VIEWS = 1_000;
+
 /** How long a client's initialize waits for upstreams the gateway has not listed yet. */
 const INITIAL_WAIT_MS = 5_000;
 
@@ -93,7 +96,9 @@ export class Router {
   /** The upstream of a one-upstream route: requests the catalogue cannot place go to it unchanged. */
   readonly #sole: string | undefined;
   /** Each session's ACL subject tokens, computed once (a session is bound to its principal). */
-  readonly #sessionTokens = new WeakMap<GatewaySession, ReadonlySet<string>>();
+  readonly #sessionTokens = new WeakMap<GatewaySession, { tokens: ReadonlySet<string>; key: string }>();
+  /** Per view (so it goes when the lists change), each caller's filtered tools and their pages. */
+  readonly #filtered = new WeakMap<RouteView, Map<string, { items: Item[]; pages: RouteView['pages'] }>>();
 
   constructor(deps: RouteDeps) {
     this.#deps = deps;
@@ -225,14 +230,35 @@ export class Router {
       // With an ACL, a caller's tools/list holds only what it may call (pages are then not shared).
       const acl = this.#deps.acl;
       if (acl && method === 'tools/list') {
-        const tokens = this.#tokens(session);
-        const mine = view.tools.items.filter((t) => {
-          const owner = view.tools.byName.get(t.name as string);
-          return owner !== undefined && acl.decide(tokens, owner.upstream, owner.original).allow;
-        });
-        return this.#local(session, req, meta, this.#page(req, view, mine, list.field, list.kind, false));
+        // Filtered once per view and set of subjects; its pages are cached like the unfiltered ones.
+        const { tokens, key } = this.#subjects(session);
+        let byCaller = this.#filtered.get(view);
+        if (!byCaller) {
+          byCaller = new Map();
+          this.#filtered.set(view, byCaller);
+        }
+        let mine = byCaller.get(key);
+        if (!mine) {
+          const items = view.tools.items.filter((t) => {
+            const owner = view.tools.byName.get(t.name as string);
+            return owner !== undefined && acl.allows(tokens, owner.upstream, owner.original);
+          });
+          mine = { items, pages: new Map() };
+          if (byCaller.size < MAX_FILTERED_VIEWS) byCaller.set(key, mine);
+        }
+        return this.#local(
+          session,
+          req,
+          meta,
+          this.#page(req, mine.pages, mine.items, list.field, list.kind),
+        );
       }
-      return this.#local(session, req, meta, this.#page(req, view, list.view(view), list.field, list.kind));
+      return this.#local(
+        session,
+        req,
+        meta,
+        this.#page(req, view.pages, list.view(view), list.field, list.kind),
+      );
     }
     if (method === 'logging/setLevel') return this.#setLevel(session, req, meta);
     if (method === 'tasks/list' && this.#sole === undefined) return this.#listTasks(session, req, meta);
@@ -283,11 +309,10 @@ export class Router {
    */
   #page(
     req: JsonRpcRequest,
-    view: RouteView,
+    pages: RouteView['pages'],
     items: Item[],
     field: string,
     kind: string,
-    cacheable = true,
   ): JsonRpcResponse {
     const cursor = req.params?.cursor;
     let offset = 0;
@@ -301,7 +326,7 @@ export class Router {
     }
     const size = this.#deps.pageSize;
     const key = `${kind}:${offset}`;
-    let page = cacheable ? view.pages.get(key) : undefined;
+    let page = pages.get(key);
     if (!page) {
       const result: Record<string, unknown> = {
         [field]: offset === 0 && items.length <= size ? items : items.slice(offset, offset + size),
@@ -312,7 +337,7 @@ export class Router {
           offset: offset + size,
         });
       page = { result, json: Buffer.from(JSON.stringify(result)) };
-      if (cacheable) view.pages.set(key, page);
+      pages.set(key, page);
     }
     return { jsonrpc: '2.0', id: req.id, result: page.result, [RAW_RESULT]: page.json } as JsonRpcResponse;
   }
@@ -523,13 +548,21 @@ export class Router {
   }
 
   #tokens(session: GatewaySession): ReadonlySet<string> {
-    let tokens = this.#sessionTokens.get(session);
-    if (!tokens) {
+    return this.#subjects(session).tokens;
+  }
+
+  /** A session's ACL subject tokens and a key naming that set (for the per-caller list cache). */
+  #subjects(session: GatewaySession): { tokens: ReadonlySet<string>; key: string } {
+    let s = this.#sessionTokens.get(session);
+    if (!s) {
       const p = session.principal;
-      tokens = p ? subjectTokens({ user: p.subject, groups: p.groups, agent: p.agent }) : new Set<string>();
-      this.#sessionTokens.set(session, tokens);
+      const tokens = p
+        ? subjectTokens({ user: p.subject, groups: p.groups, agent: p.agent })
+        : new Set<string>();
+      s = { tokens, key: [...tokens].sort().join('\u0000') };
+      this.#sessionTokens.set(session, s);
     }
-    return tokens;
+    return s;
   }
 
   /** tasks/list on an aggregating route: the client's tasks on every upstream session it has, merged. */

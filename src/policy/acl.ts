@@ -87,6 +87,16 @@ export class AclPolicy {
     return rule ?? undefined;
   }
 
+  /** decide() without the reason (no strings built): for filtering long lists. */
+  allows(tokens: ReadonlySet<string>, upstream: string, tool: string): boolean {
+    const rule = this.#ruleFor(upstream, tool);
+    if (!rule) return true;
+    for (const d of rule.deny) if (tokens.has(d)) return false;
+    if (rule.allow === undefined) return true;
+    for (const a of rule.allow) if (tokens.has(a)) return true;
+    return false;
+  }
+
   /** May a caller known by `tokens` (see subjectTokens) use `<upstream>:<tool>`? */
   decide(tokens: ReadonlySet<string>, upstream: string, tool: string): AclDecision {
     const rule = this.#ruleFor(upstream, tool);

@@ -78,6 +78,14 @@ describe('ACL (Kong semantics)', () => {
     expect(new AclPolicy({}).empty).toBe(true);
   });
 
+  it('allows() (for filtering lists) always agrees with decide()', () => {
+    for (const tokens of [warehouse, support, stranger]) {
+      for (const tool of ['list-orders', 'cancel-order', 'restock-item', 'get-customer', 'x']) {
+        expect(recipe.allows(tokens, 'shop', tool)).toBe(recipe.decide(tokens, 'shop', tool).allow);
+      }
+    }
+  });
+
   it('an empty allow list denies everyone', () => {
     const p = new AclPolicy({ default: { allow: [] } });
     expect(p.decide(warehouse, 'u', 't').allow).toBe(false);
