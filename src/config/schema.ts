@@ -134,6 +134,19 @@ const upstreamCuration = {
     .meta({ description: "Curation of this upstream's prompts." }),
 };
 
+/** Fields every kind of upstream shares, declared once. */
+const requestTimeout = duration('60s').meta({
+  description: 'Time allowed for the upstream to answer one request (streamed answers included).',
+});
+const maxConcurrency = z
+  .int()
+  .positive()
+  .default(256)
+  .meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' });
+const upstreamTlsField = upstreamTls
+  .optional()
+  .meta({ description: 'TLS towards the upstream: custom CA, client certificate (mTLS).' });
+
 const streamableHttpUpstream = z.strictObject({
   type: z.literal('streamable-http').meta({ description: 'An MCP server over Streamable HTTP.' }),
   url: z
@@ -144,17 +157,9 @@ const streamableHttpUpstream = z.strictObject({
     .default({})
     .meta({ description: 'Static headers sent on every request (values are secrets).' }),
   connect_timeout: duration('5s').meta({ description: 'Time allowed to open a connection to the upstream.' }),
-  request_timeout: duration('60s').meta({
-    description: 'Time allowed for the upstream to answer one request (streamed answers included).',
-  }),
-  max_concurrency: z
-    .int()
-    .positive()
-    .default(256)
-    .meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' }),
-  tls: upstreamTls
-    .optional()
-    .meta({ description: 'TLS towards the upstream: custom CA, client certificate (mTLS).' }),
+  request_timeout: requestTimeout,
+  max_concurrency: maxConcurrency,
+  tls: upstreamTlsField,
   ...upstreamCuration,
 });
 
@@ -186,14 +191,8 @@ const stdioUpstream = z.strictObject({
   startup_timeout: duration('10s').meta({
     description: 'Time allowed for a new process to answer initialize.',
   }),
-  request_timeout: duration('60s').meta({
-    description: 'Time allowed for the upstream to answer one request.',
-  }),
-  max_concurrency: z
-    .int()
-    .positive()
-    .default(256)
-    .meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' }),
+  request_timeout: requestTimeout,
+  max_concurrency: maxConcurrency,
   ...upstreamCuration,
 });
 
@@ -211,17 +210,9 @@ const legacySseUpstream = z.strictObject({
   connect_timeout: duration('5s').meta({
     description: 'Time allowed to open the stream and receive its endpoint event.',
   }),
-  request_timeout: duration('60s').meta({
-    description: 'Time allowed for the upstream to answer one request.',
-  }),
-  max_concurrency: z
-    .int()
-    .positive()
-    .default(256)
-    .meta({ description: 'Requests in flight to this upstream at once; excess calls fail fast.' }),
-  tls: upstreamTls
-    .optional()
-    .meta({ description: 'TLS towards the upstream: custom CA, client certificate (mTLS).' }),
+  request_timeout: requestTimeout,
+  max_concurrency: maxConcurrency,
+  tls: upstreamTlsField,
   ...upstreamCuration,
 });
 

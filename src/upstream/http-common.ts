@@ -3,6 +3,22 @@
 
 import { Errors } from '../mcp/errors.ts';
 import { invalidMessageReason, type JsonRpcMessage } from '../mcp/jsonrpc.ts';
+import type { Logger } from '../telemetry/logger.ts';
+
+/** What configures an upstream reached over HTTP (Streamable HTTP or legacy SSE). */
+export interface HttpUpstreamOptions {
+  name: string;
+  url: string;
+  /** Static headers, secrets already resolved. Never logged. */
+  headers: Record<string, string>;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxConcurrency: number;
+  /** Largest single message (JSON body or SSE event) accepted from the upstream. */
+  maxMessageBytes: number;
+  tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+  logger: Logger;
+}
 
 /** undici's response body, as much of it as the upstreams use. */
 export type Body = AsyncIterable<Buffer | string> & {

@@ -9,24 +9,12 @@ import { SseDecoder, type SseEvent } from '../mcp/sse.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { UpstreamBase } from './base.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
-import { type Body, discard, type HttpAnswer, tryParse } from './http-common.ts';
+import { type Body, discard, type HttpAnswer, type HttpUpstreamOptions, tryParse } from './http-common.ts';
 import type { ClientInfo, Upstream, UpstreamSession } from './types.ts';
 
-export interface LegacySseOptions {
-  name: string;
-  /** The SSE endpoint (GET), e.g. http://host:3001/sse. */
-  url: string;
-  /** Static headers sent on the GET stream and every POST, secrets already resolved. Never logged. */
-  headers: Record<string, string>;
-  /** Bounds TCP/TLS connect, the stream's response headers and the wait for the endpoint event. */
-  connectTimeoutMs: number;
-  requestTimeoutMs: number;
-  maxConcurrency: number;
-  /** Largest single SSE event accepted from the upstream. */
-  maxMessageBytes: number;
-  tls?: { ca?: string; cert?: string; key?: string; servername?: string };
-  logger: Logger;
-}
+/** `url` is the SSE endpoint (GET), e.g. http://host:3001/sse; `connectTimeoutMs` also bounds the wait for
+ * the endpoint event. */
+export type LegacySseOptions = HttpUpstreamOptions;
 
 export interface SseChannelOptions {
   upstream: string;

@@ -16,23 +16,19 @@ import {
 } from '../mcp/jsonrpc.ts';
 import { SseDecoder } from '../mcp/sse.ts';
 import { isSupportedVersion } from '../mcp/versions.ts';
-import type { Logger } from '../telemetry/logger.ts';
 import { UpstreamBase } from './base.ts';
-import { type Body, discard, type HttpAnswer, isEventStream, parseMessage, tryParse } from './http-common.ts';
+import {
+  type Body,
+  discard,
+  type HttpAnswer,
+  type HttpUpstreamOptions,
+  isEventStream,
+  parseMessage,
+  tryParse,
+} from './http-common.ts';
 import type { ClientInfo, RequestOptions, Upstream, UpstreamSession } from './types.ts';
 
-export interface StreamableHttpOptions {
-  name: string;
-  url: string;
-  /** Static headers, secrets already resolved. Never logged. */
-  headers: Record<string, string>;
-  connectTimeoutMs: number;
-  requestTimeoutMs: number;
-  maxConcurrency: number;
-  /** Largest single message (JSON body or SSE event) accepted from the upstream. */
-  maxMessageBytes: number;
-  tls?: { ca?: string; cert?: string; key?: string; servername?: string };
-  logger: Logger;
+export interface StreamableHttpOptions extends HttpUpstreamOptions {
   /** Identity the gateway presents on its own sessions (health probes). */
   gatewayInfo: { name: string; version: string };
 }
