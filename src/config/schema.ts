@@ -95,6 +95,18 @@ const routeGlobs = z
   .optional();
 const ownGlobs = z.array(z.string().min(1)).optional();
 
+const aclRule = z.strictObject({
+  allow: z
+    .array(z.string())
+    .optional()
+    .meta({ description: 'Subjects allowed; when present, everyone else is refused.' }),
+  deny: z.array(z.string()).optional().meta({ description: 'Subjects refused (deny beats allow).' }),
+  scopes: z.array(z.string()).optional().meta({
+    description:
+      'OAuth scopes the caller must also hold (all of them). A caller lacking one is refused; with deny_response: step_up it is told which scope to ask for.',
+  }),
+});
+
 const upstreamCuration = {
   tools: z
     .strictObject({
@@ -114,6 +126,10 @@ const upstreamCuration = {
               .string()
               .optional()
               .meta({ description: "The title clients see instead of the upstream's." }),
+            acl: aclRule.optional().meta({
+              description:
+                "This tool's own ACL on every route serving it: replaces the route's default ACL (a route-wide `acl.tools` rule for it still wins).",
+            }),
           }),
         )
         .optional()
@@ -133,6 +149,77 @@ const upstreamCuration = {
     .optional()
     .meta({ description: "Curation of this upstream's prompts." }),
 };
+
+/** How the gateway identifies itself (and the caller) to an HTTP upstream. Never the caller's token. */
+const upstreamAuth = z
+  .union(
+    [
+      z.strictObject({
+        static: z
+          .strictObject({
+            header: z
+              .string()
+              .default('authorization')
+              .meta({ description: 'Header carrying the credential.' }),
+            value: secret.meta({ description: 'The credential, e.g. "Bearer s3cret" (a secret).' }),
+          })
+          .meta({
+            description: 'A fixed credential from config or the environment, the same for every caller.',
+          }),
+      }),
+      z.strictObject({
+        token_exchange: z
+          .strictObject({
+            token_endpoint: z.url().optional().meta({
+              description:
+                "The IdP's token endpoint; discovered from the route's OAuth issuer metadata when absent.",
+            }),
+            client_id: z.string().meta({ description: "The gateway's client id at the IdP." }),
+            client_secret: secret.meta({ description: "The gateway's client secret at the IdP." }),
+            audience: z
+              .string()
+              .meta({ description: 'The audience (RFC 8693 `audience`) of the token the upstream expects.' }),
+            resource: z
+              .url()
+              .optional()
+              .meta({ description: 'RFC 8707 resource indicator to send as well.' }),
+            scope: z.string().optional().meta({ description: 'Scope to ask for (space separated).' }),
+          })
+          .meta({
+            description:
+              "RFC 8693 token exchange: the caller's token is swapped at the IdP for one scoped to this upstream (cached until it expires). Calls without an OAuth caller use the client_credentials grant.",
+          }),
+      }),
+      z.strictObject({
+        assertion: z
+          .strictObject({
+            audience: z
+              .string()
+              .optional()
+              .meta({ description: "The assertion's `aud` (default: the upstream's name)." }),
+            header: z
+              .string()
+              .default('authorization')
+              .meta({
+                description: 'Header carrying it: authorization (as Bearer) or another name (the raw JWT).',
+              }),
+            ttl: duration('5m').meta({
+              description: 'Lifetime of each assertion (they are cached until near expiry).',
+            }),
+          })
+          .meta({
+            description:
+              'A short-lived JWT signed by the gateway naming the caller (sub, groups, agent, tenant; iss = the gateway, aud = the upstream). Upstreams verify it with the keys at /.well-known/jwks.json.',
+          }),
+      }),
+    ],
+    { error: 'upstream auth is one of { static: … }, { token_exchange: … } or { assertion: … }' },
+  )
+  .optional()
+  .meta({
+    description:
+      "How the upstream learns who is calling, without ever receiving the caller's token: a static credential, RFC 8693 token exchange, or a gateway-signed identity assertion. Default: none.",
+  });
 
 /** Fields every kind of upstream shares, declared once. */
 const requestTimeout = duration('60s').meta({
@@ -157,6 +244,7 @@ const streamableHttpUpstream = z.strictObject({
     .default({})
     .meta({ description: 'Static headers sent on every request (values are secrets).' }),
   connect_timeout: duration('5s').meta({ description: 'Time allowed to open a connection to the upstream.' }),
+  auth: upstreamAuth,
   request_timeout: requestTimeout,
   max_concurrency: maxConcurrency,
   tls: upstreamTlsField,
@@ -210,6 +298,7 @@ const legacySseUpstream = z.strictObject({
   connect_timeout: duration('5s').meta({
     description: 'Time allowed to open the stream and receive its endpoint event.',
   }),
+  auth: upstreamAuth,
   request_timeout: requestTimeout,
   max_concurrency: maxConcurrency,
   tls: upstreamTlsField,
@@ -221,14 +310,6 @@ export const upstreamSchema = z.discriminatedUnion('type', [
   stdioUpstream,
   legacySseUpstream,
 ]);
-
-const aclRule = z.strictObject({
-  allow: z
-    .array(z.string())
-    .optional()
-    .meta({ description: 'Subjects allowed; when present, everyone else is refused.' }),
-  deny: z.array(z.string()).optional().meta({ description: 'Subjects refused (deny beats allow).' }),
-});
 
 const routeSchema = z.strictObject({
   path: z
@@ -318,6 +399,40 @@ const routeSchema = z.strictObject({
             .string()
             .optional()
             .meta({ description: 'Claim naming the agent (default: azp or client_id).' }),
+          tenant_claim: z
+            .string()
+            .optional()
+            .meta({ description: 'Claim (dotted path) naming the tenant, e.g. tid (Entra ID).' }),
+          claims: z.array(z.string()).default([]).meta({
+            description:
+              'Further claims (dotted paths) whose values ACL entries may name as claim:<path>=<value>.',
+          }),
+          token_types: z.array(z.string()).default(['at+jwt', 'jwt']).meta({
+            description:
+              'Accepted JWT `typ` header values (case-insensitive, "application/" optional). A token of another type (an ID token marked id_token+jwt, a logout token) is refused.',
+          }),
+          require_typ: z
+            .boolean()
+            .default(false)
+            .meta({ description: 'Refuse JWTs without a `typ` header (some IdPs omit it: Okta).' }),
+          introspection: z
+            .strictObject({
+              endpoint: z.url().optional().meta({
+                description: "RFC 7662 endpoint; discovered from the issuer's metadata when absent.",
+              }),
+              client_id: z.string().meta({ description: "The gateway's client id at the IdP." }),
+              client_secret: secret.meta({ description: "The gateway's client secret at the IdP." }),
+              tokens: z.enum(['opaque', 'all']).default('opaque').meta({
+                description:
+                  'opaque: introspect tokens that are not JWTs (JWTs are verified locally with the JWKS); all: introspect every token.',
+              }),
+              cache_ttl: duration('60s').meta({
+                description:
+                  "How long an introspection answer is reused (never past the token's expiry); 0 asks every time.",
+              }),
+            })
+            .optional()
+            .meta({ description: 'RFC 7662 token introspection, for opaque tokens (or all tokens).' }),
           scopes: z
             .array(z.string())
             .default([])
@@ -325,7 +440,10 @@ const routeSchema = z.strictObject({
           leeway: duration('30s').meta({ description: 'Clock skew tolerated on exp and nbf.' }),
         })
         .optional()
-        .meta({ description: 'OAuth 2.1 resource server: bearer JWTs from this IdP (JWKS).' }),
+        .meta({
+          description:
+            'OAuth 2.1 resource server: bearer tokens from this IdP, JWTs checked with its JWKS, opaque tokens by introspection.',
+        }),
       groups_required: z.boolean().default(true).meta({
         description:
           "Refuse (403) an authenticated caller in none of the groups the route's ACL names (fail closed).",
@@ -349,6 +467,30 @@ const routeSchema = z.strictObject({
           description:
             'Per-tool ACLs by `<upstream>:<tool>` glob; the first matching entry replaces the default entirely.',
         }),
+      prompts: z
+        .record(
+          z.string().regex(/^[A-Za-z0-9_-]+:.+$|^\*$/, 'a prompt rule names `<upstream>:<prompt-glob>`'),
+          aclRule,
+        )
+        .optional()
+        .meta({
+          description:
+            'Per-prompt ACLs by `<upstream>:<prompt>` glob; the first matching entry replaces the default.',
+        }),
+      resources: z
+        .record(
+          z.string().regex(/^[A-Za-z0-9_-]+:.+$|^\*$/, 'a resource rule names `<upstream>:<uri-glob>`'),
+          aclRule,
+        )
+        .optional()
+        .meta({
+          description:
+            "Per-resource ACLs by `<upstream>:<uri>` glob (the upstream's own URIs; templates match by their template text); the first matching entry replaces the default.",
+        }),
+      deny_response: z.enum(['hide', 'step_up']).default('hide').meta({
+        description:
+          'hide: a refused call looks exactly like an unknown tool/prompt/resource. step_up: when only a required scope is missing, answer 403 insufficient_scope naming it (MCP 2025-11-25 step-up); subject denials are still hidden.',
+      }),
     })
     .optional()
     .meta({
@@ -387,6 +529,13 @@ export const configSchema = z
       .optional()
       .meta({
         description: 'The URL clients use to reach the gateway; route resource URIs are public_url + path.',
+      }),
+    trust_proxy: z
+      .union([z.boolean(), z.array(z.string())])
+      .default(false)
+      .meta({
+        description:
+          'Behind a reverse proxy: true trusts X-Forwarded-For/-Proto/-Host from any peer, or list the proxies (IPs/CIDRs). Used for client IPs and, without public_url, the URLs in resource metadata and challenges. Default false: forwarded headers are ignored.',
       }),
     allowed_origins: z.array(z.string()).optional().meta({
       description:
@@ -433,10 +582,14 @@ export const configSchema = z
     }),
     api_keys: z
       .strictObject({
-        store: z
-          .string()
-          .default('gatehouse.db')
-          .meta({ description: 'SQLite file of the API keys (hashes only), relative to the config file.' }),
+        store: z.string().default('gatehouse.db').meta({
+          description:
+            'Where the API keys are kept (hashes only): a SQLite file, relative to the config file, or a postgres:// URL.',
+        }),
+        cache_ttl: duration('10s').meta({
+          description:
+            'How long a key check is reused before the store is asked again (a revocation takes effect within it).',
+        }),
         header: z.string().default('authorization').meta({
           description:
             'Header carrying the key: authorization (as a Bearer token) or another name (the raw key).',
@@ -444,6 +597,56 @@ export const configSchema = z
       })
       .prefault({})
       .meta({ description: 'API keys for agents: where they are kept, how they are sent.' }),
+    admin: z
+      .strictObject({
+        listen: z
+          .strictObject({
+            host: z.string().default('127.0.0.1').meta({ description: 'Address to bind.' }),
+            port: z.int().min(0).max(65535).meta({ description: 'Port to bind (0 picks a free one).' }),
+          })
+          .optional()
+          .meta({
+            description:
+              'Serve the admin API on its own listener (plain HTTP). Default: under /admin on the main listener.',
+          }),
+        oauth: z
+          .strictObject({
+            issuer: z.url().meta({ description: 'The IdP issuer of admin tokens.' }),
+            jwks_uri: z.url().optional().meta({ description: 'Its keys; discovered when absent.' }),
+            audience: z.string().meta({ description: 'Required `aud` of admin tokens.' }),
+            groups_claim: z
+              .string()
+              .default('groups')
+              .meta({ description: 'Claim (dotted path) with the groups.' }),
+            groups: z
+              .array(z.string())
+              .min(1)
+              .meta({ description: 'Members of any of these groups are administrators.' }),
+          })
+          .optional()
+          .meta({ description: 'Administrators by OIDC group (besides API keys with the admin role).' }),
+      })
+      .optional()
+      .meta({
+        description:
+          'The admin API (/admin/…: API keys, catalogue, sessions). Off without this block; callers need an API key with the admin role or a token in an admin group.',
+      }),
+    identity: z
+      .strictObject({
+        issuer: z.string().optional().meta({
+          description:
+            'The `iss` of gateway-signed identity assertions (default: public_url, else "gatehouse").',
+        }),
+        signing_key: z.string().optional().meta({
+          description:
+            'PEM private key (EC P-256 or RSA) signing the assertions, relative to the config file. Without it a key is generated at start — give every instance the same file when scaling out.',
+        }),
+      })
+      .prefault({})
+      .meta({
+        description:
+          'Gateway-signed identity assertions to upstreams, and their keys at /.well-known/jwks.json.',
+      }),
     health: z
       .strictObject({
         interval: duration('30s').meta({
