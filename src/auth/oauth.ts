@@ -36,6 +36,17 @@ function claim(payload: JWTPayload, path: string): unknown {
 
 const CACHE_MAX = 10_000;
 
+/**
+ * The access token each OAuth principal presented, kept off the Principal itself so that no log line,
+ * audit record or upstream request can carry it by accident. Read only by RFC 8693 token exchange (the
+ * token goes back to the IdP that issued it, never to an upstream).
+ */
+const presentedTokens = new WeakMap<Principal, string>();
+
+export function presentedToken(p: Principal): string | undefined {
+  return presentedTokens.get(p);
+}
+
 export class OAuthValidator {
   readonly options: OAuthRouteOptions;
   readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
@@ -116,6 +127,7 @@ export class OAuthValidator {
       claims: payload as Record<string, unknown>,
       ...(typeof agentValue === 'string' ? { agent: agentValue } : {}),
     };
+    presentedTokens.set(principal, token);
     const until = typeof payload.exp === 'number' ? payload.exp * 1000 : now + 60_000;
     if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(h, { principal, until });
