@@ -9,6 +9,8 @@ export interface Principal {
   agent?: string;
   scopes: readonly string[];
   claims: Readonly<Record<string, unknown>>;
+  /** The values of the route's configured ACL claims (auth.oauth.claims), by claim path: `claim:<path>=<value>` subjects. */
+  claimValues?: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface CallTarget {
