@@ -5,9 +5,10 @@ import { readFile } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
 import { basename, dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { ApiKeyStore } from './auth/api-keys.ts';
+import { openKeyStore } from './auth/api-keys.ts';
 import { type Authenticate, routeAuthenticator } from './auth/authenticate.ts';
-import { OAuthValidator } from './auth/oauth.ts';
+import { OAuthValidator, type RequestOrigin } from './auth/oauth.ts';
+import { UpstreamIdentity } from './auth/upstream-identity.ts';
 import { Catalog } from './catalog/catalog.ts';
 import { CursorCodec } from './catalog/cursor.ts';
 import { compileFilter } from './catalog/filter.ts';
@@ -17,14 +18,18 @@ import { ConfigError, resolveSecret } from './config/load.ts';
 import type { Config, RouteConfig, UpstreamConfig } from './config/schema.ts';
 import { Router } from './gateway/router.ts';
 import { SessionRegistry } from './gateway/sessions.ts';
+import { buildAdminListener, registerAdminApi } from './http/admin.ts';
 import { buildEdge } from './http/server.ts';
-import { AclPolicy, aclGroups } from './policy/acl.ts';
+import { type AclConfig, AclPolicy, type AclRule, aclGroups } from './policy/acl.ts';
 import { PolicyChain } from './policy/chain.ts';
 import { MemorySessionStore } from './state/session-store.ts';
 import { type ExchangeSink, fanOut } from './telemetry/events.ts';
 import { logSink } from './telemetry/log-sink.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 import { LegacySseUpstream } from './upstream/legacy-sse.ts';
+import { loadOpenApi, sanitizeName, toolsFromOpenApi } from './upstream/rest/openapi.ts';
+import { type CompiledRestTool, compileRestTool } from './upstream/rest/tools.ts';
+import { RestUpstream } from './upstream/rest/upstream.ts';
 import { StdioUpstream } from './upstream/stdio.ts';
 import { StreamableHttpUpstream } from './upstream/streamable-http.ts';
 import type { Upstream, UpstreamHealth } from './upstream/types.ts';
@@ -46,6 +51,8 @@ export interface Gateway {
   readonly edge: FastifyInstance;
   /** The catalogue (started by start(); `validate --probe` starts it alone). */
   readonly catalog: Catalog;
+  /** The admin API's own listener (admin.listen), once started: http://host:port. */
+  readonly adminUrl: string | undefined;
 }
 
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
@@ -55,9 +62,20 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   if (logger.isLevelEnabled('debug')) sinks.push(logSink(logger));
   const sink = fanOut(sinks);
 
+  // Identity to upstreams (upstream `auth`): the gateway's signing key, token exchange, static credentials.
+  const identity = await UpstreamIdentity.build({
+    config,
+    baseDir,
+    env: loaded.env ?? process.env,
+    file: loaded.file,
+    logger,
+  });
   const upstreams = new Map<string, Upstream>();
   for (const [name, uc] of Object.entries(config.upstreams)) {
-    upstreams.set(name, await buildUpstream(name, uc, config, baseDir, loaded.env ?? process.env, logger));
+    upstreams.set(
+      name,
+      await buildUpstream(name, uc, config, baseDir, loaded.env ?? process.env, logger, identity),
+    );
   }
 
   const sessions = new SessionRegistry(
@@ -90,7 +108,11 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         catalog,
         cursors,
         pageSize: r.page_size,
-        acl: r.acl ? new AclPolicy(r.acl) : undefined,
+        acl: routeAcl(r, config),
+        stepUpChallenge:
+          r.acl?.deny_response === 'step_up'
+            ? (scopes: readonly string[]) => stepUpChallenge(oauthByRoute.get(r.path), scopes)
+            : undefined,
         chain: new PolicyChain([]),
         sink,
         sessions,
@@ -99,15 +121,31 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       }),
   );
 
-  // API keys: opened only when a route asks for them (the store is a file next to the config).
-  const keyStore = config.routes.some((r) => r.auth?.api_keys)
-    ? new ApiKeyStore(resolve(baseDir, config.api_keys.store))
-    : undefined;
+  // API keys: opened only when a route or the admin API needs them (a file next to the config, or PostgreSQL).
+  const keyStore =
+    config.admin || config.routes.some((r) => r.auth?.api_keys)
+      ? await openKeyStore(config.api_keys.store, baseDir, {
+          cacheTtlMs: config.api_keys.cache_ttl,
+          logger: logger.child({ component: 'api-keys' }),
+        })
+      : undefined;
   const authenticators = new Map<string, Authenticate>();
   const oauthRoutes = new Map<string, OAuthValidator>();
+  const oauthByRoute = new Map<string, OAuthValidator>();
   let boundPort = config.listen.port;
   const baseUrl = () =>
     config.public_url ?? `${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${boundPort}`;
+  // Behind a trusted proxy without public_url, a challenge names the URL the client used (X-Forwarded-*).
+  const trustsProxy =
+    config.trust_proxy === true || (Array.isArray(config.trust_proxy) && config.trust_proxy.length > 0);
+  const requestBase = (origin?: RequestOrigin) =>
+    !config.public_url &&
+    trustsProxy &&
+    origin &&
+    (origin.protocol === 'http' || origin.protocol === 'https') &&
+    /^[\w.:[\]-]+$/.test(origin.host)
+      ? `${origin.protocol}://${origin.host}`
+      : baseUrl();
   for (const r of config.routes) {
     const auth = r.auth;
     if (!auth || (!auth.api_keys && !auth.oauth)) continue;
@@ -130,7 +168,20 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
           'relaxed_audience: tokens for any audience are accepted on this route (not MCP-conformant)',
         );
       }
-      const jwksUri = auth.oauth.jwks_uri ?? (await discoverJwksUri(auth.oauth.issuer, loaded.file));
+      const introspection = auth.oauth.introspection;
+      // Every token introspected: the JWKS is not needed.
+      const jwksUri =
+        auth.oauth.jwks_uri ??
+        (introspection?.tokens === 'all' ? undefined : await discoverJwksUri(auth.oauth.issuer, loaded.file));
+      const introspectionEndpoint =
+        introspection &&
+        (introspection.endpoint ??
+          (await discoverEndpoint(
+            auth.oauth.issuer,
+            'introspection_endpoint',
+            'introspection.endpoint',
+            loaded.file,
+          )));
       const metadataPath = `/.well-known/oauth-protected-resource${r.path === '/' ? '' : r.path}`;
       oauth = new OAuthValidator({
         issuer: auth.oauth.issuer,
@@ -141,17 +192,37 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         subjectClaim: auth.oauth.subject_claim,
         groupsClaim: auth.oauth.groups_claim,
         agentClaim: auth.oauth.agent_claim,
+        tenantClaim: auth.oauth.tenant_claim,
+        claims: auth.oauth.claims,
+        tokenTypes: auth.oauth.token_types,
+        requireTyp: auth.oauth.require_typ,
+        introspection:
+          introspection && introspectionEndpoint
+            ? {
+                endpoint: introspectionEndpoint,
+                clientId: introspection.client_id,
+                clientSecret: await resolveSecret(
+                  introspection.client_secret,
+                  baseDir,
+                  loaded.env ?? process.env,
+                ),
+                tokens: introspection.tokens,
+                cacheTtlMs: introspection.cache_ttl,
+              }
+            : undefined,
         scopes: auth.oauth.scopes,
-        metadataUrl: () => `${baseUrl()}${metadataPath}`,
+        metadataUrl: (origin) => `${requestBase(origin)}${metadataPath}`,
+        logger: logger.child({ route: r.path }),
       });
       oauthRoutes.set(metadataPath, oauth);
+      oauthByRoute.set(r.path, oauth);
     }
     authenticators.set(
       r.path,
       routeAuthenticator({
         keys: auth.api_keys && keyStore ? { store: keyStore, header: config.api_keys.header } : undefined,
         oauth,
-        requiredGroups: auth.groups_required && r.acl ? aclGroups(r.acl) : undefined,
+        requiredGroups: auth.groups_required ? aclGroups(routeAclConfig(r, config)) : undefined,
       }),
     );
   }
@@ -170,12 +241,14 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     port: config.listen.port,
     ...(https ? { https } : {}),
     publicUrl: config.public_url,
+    trustProxy: config.trust_proxy,
     allowedOrigins: config.allowed_origins,
     allowedHosts: config.allowed_hosts,
     maxBodyBytes: config.limits.max_body_bytes,
     routers,
     authenticators,
     protectedResources: oauthRoutes,
+    jwks: identity.jwks(),
     credentialHeaders: [config.api_keys.header],
     sessions,
     sink,
@@ -187,6 +260,47 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     isDraining: () => draining,
   });
 
+  // The admin API: under /admin on the main listener, or on its own listener (then not on the main one).
+  let adminListener: FastifyInstance | undefined;
+  let adminUrl: string | undefined;
+  if (config.admin && keyStore) {
+    const ao = config.admin.oauth;
+    const adminDeps = {
+      keys: keyStore,
+      keyHeader: config.api_keys.header,
+      oauth: ao
+        ? {
+            groups: ao.groups,
+            validator: new OAuthValidator({
+              issuer: ao.issuer,
+              jwksUri: ao.jwks_uri ?? (await discoverJwksUri(ao.issuer, loaded.file)),
+              resource: ao.audience,
+              relaxedAudience: false,
+              leewayMs: 30_000,
+              subjectClaim: 'sub',
+              groupsClaim: ao.groups_claim,
+              agentClaim: undefined,
+              scopes: [],
+              metadataUrl: () => `${baseUrl()}/admin`,
+            }),
+          }
+        : undefined,
+      catalog,
+      routes: config.routes,
+      upstreamTypes: Object.fromEntries(Object.entries(config.upstreams).map(([n, u]) => [n, u.type])),
+      upstreamHealth: () => {
+        const out: Record<string, UpstreamHealth> = {};
+        for (const [n, u] of upstreams) out[n] = u.health();
+        return out;
+      },
+      sessionsByRoute: () => sessions.countByRoute(),
+      logger: logger.child({ component: 'admin' }),
+    };
+    if (config.admin.listen)
+      adminListener = buildAdminListener(adminDeps, { maxBodyBytes: config.limits.max_body_bytes });
+    else registerAdminApi(edge, adminDeps);
+  }
+
   const watchers: FSWatcher[] = [];
 
   return {
@@ -194,6 +308,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     logger,
     edge,
     catalog,
+    get adminUrl() {
+      return adminUrl;
+    },
     async start() {
       const address = await edge.listen({ host: config.listen.host, port: config.listen.port });
       const bound = edge.server.address();
@@ -228,12 +345,19 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
           watchers.push(w);
         }
       }
+      if (adminListener && config.admin?.listen) {
+        adminUrl = (
+          await adminListener.listen({ host: config.admin.listen.host, port: config.admin.listen.port })
+        ).replace('[::1]', 'localhost');
+        logger.info({ url: `${adminUrl}/admin/` }, 'admin API listening');
+      }
       return address.replace('[::1]', 'localhost');
     },
     async stop() {
       if (draining) return;
       draining = true;
       for (const w of watchers) w.close();
+      await adminListener?.close();
       const deadline = new Promise<'timeout'>((r) =>
         setTimeout(() => r('timeout'), config.shutdown_timeout).unref(),
       );
@@ -255,7 +379,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       await sessions.closeAll();
       await catalog.stop();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
-      keyStore?.close();
+      await keyStore?.close();
     },
   };
 }
@@ -267,6 +391,7 @@ async function buildUpstream(
   baseDir: string,
   env: NodeJS.ProcessEnv,
   logger: Logger,
+  identity: UpstreamIdentity,
 ): Promise<Upstream> {
   const log = logger.child({ upstream: name });
   if (uc.type === 'stdio') {
@@ -290,6 +415,8 @@ async function buildUpstream(
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(uc.headers))
     headers[k.toLowerCase()] = await resolveSecret(v, baseDir, env);
+  const auth = await identity.forUpstream(name, uc);
+  Object.assign(headers, auth.headers);
   const file = (p: string | undefined) =>
     p ? readFile(resolve(baseDir, p), 'utf8') : Promise.resolve(undefined);
   const tls = uc.tls
@@ -302,6 +429,26 @@ async function buildUpstream(
         }).filter(([, v]) => v !== undefined),
       )
     : undefined;
+  if (uc.type === 'rest') {
+    const query: Record<string, string> = {};
+    for (const [k, v] of Object.entries(uc.query)) query[k] = await resolveSecret(v, baseDir, env);
+    const { baseUrl, tools } = await restTools(name, uc, baseDir, log);
+    return new RestUpstream({
+      name,
+      baseUrl,
+      headers,
+      query,
+      tools,
+      credentials: auth.credentials,
+      connectTimeoutMs: uc.connect_timeout,
+      requestTimeoutMs: uc.request_timeout,
+      maxConcurrency: uc.max_concurrency,
+      maxResponseBytes: config.limits.max_response_bytes,
+      ...(tls ? { tls } : {}),
+      gatewayInfo: GATEWAY_INFO,
+      logger: log,
+    });
+  }
   const common = {
     name,
     url: uc.url,
@@ -311,10 +458,95 @@ async function buildUpstream(
     maxConcurrency: uc.max_concurrency,
     maxMessageBytes: config.limits.max_response_bytes,
     ...(tls ? { tls } : {}),
+    credentials: auth.credentials,
     logger: log,
   };
   if (uc.type === 'sse') return new LegacySseUpstream(common);
   return new StreamableHttpUpstream({ ...common, gatewayInfo: GATEWAY_INFO });
+}
+
+type RestUpstreamConfig = Extract<UpstreamConfig, { type: 'rest' }>;
+
+/**
+ * A REST upstream's tools: generated from its OpenAPI document (operations that cannot be made tools are
+ * skipped and logged), then the ones declared by hand. A broken document or name clash stops the start.
+ */
+async function restTools(
+  name: string,
+  uc: RestUpstreamConfig,
+  baseDir: string,
+  log: Logger,
+): Promise<{ baseUrl: string; tools: CompiledRestTool[] }> {
+  const problem = (path: string, message: string) =>
+    new ConfigError('config', [{ path: `upstreams.${name}.${path}`, message }]);
+  const tools: CompiledRestTool[] = [];
+  let baseUrl = uc.base_url;
+  if (uc.openapi) {
+    let generated: ReturnType<typeof toolsFromOpenApi>;
+    try {
+      generated = toolsFromOpenApi(await loadOpenApi(uc.openapi.spec, baseDir), uc.openapi);
+    } catch (err) {
+      throw problem('openapi.spec', err instanceof Error ? err.message : String(err));
+    }
+    for (const note of generated.notes) log.warn({ openapi: uc.openapi.spec }, note);
+    for (const spec of generated.tools) {
+      try {
+        tools.push(compileRestTool(spec));
+      } catch (err) {
+        log.warn(
+          { openapi: uc.openapi.spec },
+          `operation skipped: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+    }
+    if (!baseUrl && generated.baseUrl && /^https?:\/\//.test(generated.baseUrl)) baseUrl = generated.baseUrl;
+  }
+  if (!baseUrl) throw problem('base_url', 'set base_url: the OpenAPI document gives no absolute server URL');
+  const names = new Set(tools.map((t) => t.tool.name as string));
+  for (const t of uc.tools) {
+    if (names.has(t.name))
+      throw problem('tools', `tool "${t.name}" is also generated from the OpenAPI document`);
+    tools.push(compileRestTool(t));
+  }
+  return { baseUrl, tools };
+}
+
+/** The ACL rules of a REST upstream's tools (declared, and OpenAPI overrides by generated name). */
+function restToolAcls(u: RestUpstreamConfig): [string, AclRule][] {
+  const out: [string, AclRule][] = u.tools.filter((t) => t.acl).map((t) => [t.name, t.acl!]);
+  for (const [key, o] of Object.entries(u.openapi?.overrides ?? {}))
+    if (o.acl)
+      out.push([
+        o.name ?? sanitizeName(key.replace(/^([A-Z]+) \//, (_m, m: string) => `${m.toLowerCase()}_/`)),
+        o.acl,
+      ]);
+  return out;
+}
+
+/** A route's access rules: its own, and the ACLs on the tool entries of the upstreams it serves. */
+function routeAclConfig(r: RouteConfig, config: Config): AclConfig {
+  const toolEntries: Record<string, AclRule> = {};
+  for (const name of r.upstreams) {
+    const u = config.upstreams[name];
+    if (u?.type === 'rest') {
+      for (const [tool, acl] of restToolAcls(u)) toolEntries[`${name}:${tool}`] = acl;
+      continue;
+    }
+    for (const [tool, o] of Object.entries(u?.tools?.overrides ?? {}))
+      if (o.acl) toolEntries[`${name}:${tool}`] = o.acl;
+  }
+  return { ...r.acl, toolEntries };
+}
+
+function routeAcl(r: RouteConfig, config: Config): AclPolicy | undefined {
+  const acl = new AclPolicy(routeAclConfig(r, config));
+  return acl.empty ? undefined : acl;
+}
+
+/** RFC 6750 §3.1 / MCP 2025-11-25 step-up: 403 insufficient_scope, naming the scopes to ask for. */
+function stepUpChallenge(oauth: OAuthValidator | undefined, scopes: readonly string[]): string {
+  const metadata = oauth ? `, resource_metadata="${oauth.options.metadataUrl()}"` : '';
+  return `Bearer error="insufficient_scope", scope="${scopes.join(' ')}"${metadata}, error_description="a scope this call needs is missing from the token"`;
 }
 
 /** A route's catalogue rules, compiled once from config. */
@@ -322,6 +554,11 @@ function routeCatalogConfig(r: RouteConfig, config: Config): RouteCatalogConfig 
   const curation = new Map<string, UpstreamCuration>();
   for (const name of r.upstreams) {
     const u = config.upstreams[name]!;
+    if (u.type === 'rest') {
+      // A REST upstream's tools are curated where they are declared.
+      curation.set(name, { tools: () => true, prompts: () => true, overrides: new Map() });
+      continue;
+    }
     curation.set(name, {
       tools: compileFilter(u.tools),
       prompts: compileFilter(u.prompts),
@@ -338,15 +575,26 @@ function routeCatalogConfig(r: RouteConfig, config: Config): RouteCatalogConfig 
   };
 }
 
-/** The issuer's JWKS URI from its metadata (OpenID Connect, then RFC 8414); a clear error when it cannot be had. */
-async function discoverJwksUri(issuer: string, file: string): Promise<string> {
+/** The issuer's JWKS URI from its metadata; a clear error when it cannot be had. */
+function discoverJwksUri(issuer: string, file: string): Promise<string> {
+  return discoverEndpoint(issuer, 'jwks_uri', 'jwks_uri', file);
+}
+
+/** An endpoint of the issuer from its metadata (OpenID Connect, then RFC 8414); a clear error when it cannot be had. */
+async function discoverEndpoint(
+  issuer: string,
+  field: 'jwks_uri' | 'introspection_endpoint',
+  setting: string,
+  file: string,
+): Promise<string> {
   const base = issuer.replace(/\/$/, '');
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
     try {
       const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(5_000) });
       if (!res.ok) continue;
-      const doc = (await res.json()) as { jwks_uri?: unknown };
-      if (typeof doc.jwks_uri === 'string') return doc.jwks_uri;
+      const doc = (await res.json()) as Record<string, unknown>;
+      const value = doc[field];
+      if (typeof value === 'string') return value;
     } catch {
       // try the next form
     }
@@ -354,7 +602,7 @@ async function discoverJwksUri(issuer: string, file: string): Promise<string> {
   throw new ConfigError(file, [
     {
       path: 'auth.oauth',
-      message: `cannot discover the JWKS of ${issuer} (its metadata is unreachable or has no jwks_uri); set auth.oauth.jwks_uri`,
+      message: `cannot discover the ${field} of ${issuer} (its metadata is unreachable or has no ${field}); set auth.oauth.${setting}`,
     },
   ]);
 }

@@ -4,12 +4,14 @@
 
 import type { Principal } from '../gateway/context.ts';
 import { Errors } from '../mcp/errors.ts';
-import type { ApiKeyStore } from './api-keys.ts';
-import type { OAuthValidator } from './oauth.ts';
+import { type ApiKeyRecord, type KeyStore, keyStoreUnavailable } from './api-keys.ts';
+import type { OAuthValidator, RequestOrigin } from './oauth.ts';
 
 export type Authenticate = (
   headers: Readonly<Record<string, string | string[] | undefined>>,
   now: number,
+  /** The request (its protocol and host, read only for a 401 challenge behind a trusted proxy). */
+  origin?: RequestOrigin,
 ) => Principal | Promise<Principal>;
 
 /** RFC 9110: the scheme is case-insensitive. */
@@ -17,7 +19,7 @@ const BEARER = /^bearer\s+(\S+)\s*$/i;
 const KEY_PREFIX = 'ghk_';
 
 export interface RouteAuthOptions {
-  keys?: { store: ApiKeyStore; header: string } | undefined;
+  keys?: { store: KeyStore; header: string } | undefined;
   oauth?: OAuthValidator | undefined;
   /** With groups_required: the groups the route's ACL names; a caller in none of them is refused. */
   requiredGroups?: ReadonlySet<string> | undefined;
@@ -25,8 +27,8 @@ export interface RouteAuthOptions {
 
 export function routeAuthenticator(opts: RouteAuthOptions): Authenticate {
   const keyHeader = opts.keys?.header.toLowerCase();
-  const unauthorized = () => {
-    if (opts.oauth) return opts.oauth.unauthorized();
+  const unauthorized = (origin?: RequestOrigin) => {
+    if (opts.oauth) return opts.oauth.unauthorized(origin);
     const how =
       keyHeader && keyHeader !== 'authorization'
         ? `header ${opts.keys!.header}`
@@ -41,8 +43,18 @@ export function routeAuthenticator(opts: RouteAuthOptions): Authenticate {
     return p;
   };
   const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+  const keyPrincipal = (record: ApiKeyRecord | undefined, origin?: RequestOrigin): Principal => {
+    if (!record) throw unauthorized(origin);
+    return checkGroups({
+      subject: record.name,
+      agent: record.agent,
+      groups: record.groups,
+      scopes: [],
+      claims: {},
+    });
+  };
 
-  return (headers, now) => {
+  return (headers, now, origin) => {
     const bearer = BEARER.exec(first(headers.authorization) ?? '')?.[1];
     const key =
       keyHeader === undefined
@@ -51,24 +63,25 @@ export function routeAuthenticator(opts: RouteAuthOptions): Authenticate {
           ? bearer
           : first(headers[keyHeader])?.trim();
     if (opts.keys && key?.startsWith(KEY_PREFIX)) {
-      let record: ReturnType<ApiKeyStore['verify']>;
+      let record: ReturnType<KeyStore['verify']>;
       try {
         record = opts.keys.store.verify(key, now);
       } catch {
         // The store failed (closing, unreadable): refuse, never allow, and say it is on our side.
-        throw Errors.shuttingDown('Service Unavailable: the API key store cannot be read; retry shortly');
+        throw keyStoreUnavailable();
       }
-      if (!record) throw unauthorized();
-      return checkGroups({
-        subject: record.name,
-        agent: record.agent,
-        groups: record.groups,
-        scopes: [],
-        claims: {},
-      });
+      // SQLite and cache hits answer synchronously; a PostgreSQL miss answers later (or is unavailable).
+      if (record instanceof Promise)
+        return record.then(
+          (r) => keyPrincipal(r, origin),
+          () => {
+            throw keyStoreUnavailable();
+          },
+        );
+      return keyPrincipal(record, origin);
     }
     if (opts.oauth && bearer && !bearer.startsWith(KEY_PREFIX))
-      return opts.oauth.verify(bearer, now).then(checkGroups);
-    throw unauthorized();
+      return opts.oauth.verify(bearer, now, origin).then(checkGroups);
+    throw unauthorized(origin);
   };
 }

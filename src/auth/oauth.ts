@@ -1,16 +1,45 @@
 // OAuth 2.1 resource server for a route: bearer JWTs checked against the IdP's JWKS (jose: keys cached,
-// rotation and unknown kids handled with a cool-down), issuer, expiry with leeway, and audience — the
-// route's canonical resource URI (RFC 8707). Missing and invalid tokens get the same 401, pointing at
-// the Protected Resource Metadata (RFC 9728); an unreachable IdP gets 503, never an allow.
+// rotation and unknown kids handled with a cool-down), `typ`, issuer, expiry with leeway, and audience —
+// the route's canonical resource URI (RFC 8707); opaque tokens (or all tokens) by RFC 7662 introspection.
+// Missing and invalid tokens get the same 401, pointing at the Protected Resource Metadata (RFC 9728); an
+// unreachable IdP gets 503, never an allow.
 
 import { createHash } from 'node:crypto';
-import { createRemoteJWKSet, type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  type JWTPayload,
+  errors as joseErrors,
+  jwtVerify,
+  type ProtectedHeaderParameters,
+} from 'jose';
 import type { Principal } from '../gateway/context.ts';
 import { Errors, type GatehouseError } from '../mcp/errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { Introspector } from './introspection.ts';
+
+/** What the gateway knows of the URL a request came in by (fastify's request: honours trust_proxy). */
+export interface RequestOrigin {
+  readonly protocol: string;
+  readonly host: string;
+}
+
+export interface IntrospectionRouteOptions {
+  endpoint: string;
+  clientId: string;
+  clientSecret: string;
+  /** opaque: tokens that are not JWTs; all: every token. */
+  tokens: 'opaque' | 'all';
+  /** How long an answer is reused (never past the token's expiry); 0: never. */
+  cacheTtlMs: number;
+  /** Per request (default 5 s). */
+  timeoutMs?: number;
+}
 
 export interface OAuthRouteOptions {
   issuer: string;
-  jwksUri: string;
+  /** The IdP's keys; may be absent only when every token is introspected. */
+  jwksUri: string | undefined;
   /** The route's canonical resource URI: tokens must name it in `aud` (unless relaxed). */
   resource: string;
   relaxedAudience: boolean;
@@ -18,14 +47,26 @@ export interface OAuthRouteOptions {
   subjectClaim: string;
   groupsClaim: string;
   agentClaim: string | undefined;
+  tenantClaim?: string | undefined;
+  /** Claim paths whose values go to Principal.claimValues (ACL `claim:<path>=<value>` subjects). */
+  claims?: readonly string[];
+  /** Accepted JWT `typ` values (case-insensitive, "application/" optional); default at+jwt and jwt. */
+  tokenTypes?: readonly string[];
+  /** Refuse JWTs without `typ`. */
+  requireTyp?: boolean;
+  introspection?: IntrospectionRouteOptions | undefined;
   /** Advertised in the metadata and the challenge. */
   scopes: readonly string[];
-  /** Where the route's Protected Resource Metadata is served (absolute URL; known once listening). */
-  metadataUrl: () => string;
+  /**
+   * Where the route's Protected Resource Metadata is served (absolute URL; known once listening). Given
+   * the request's origin when one is at hand (a challenge), for deployments behind a trusted proxy.
+   */
+  metadataUrl: (origin?: RequestOrigin) => string;
+  logger?: Logger | undefined;
 }
 
 /** A dotted claim path (`realm_access.roles`) read from a token's payload. */
-function claim(payload: JWTPayload, path: string): unknown {
+function claim(payload: Readonly<Record<string, unknown>>, path: string): unknown {
   let v: unknown = payload;
   for (const part of path.split('.')) {
     if (typeof v !== 'object' || v === null) return undefined;
@@ -34,7 +75,32 @@ function claim(payload: JWTPayload, path: string): unknown {
   return v;
 }
 
+/** A claim's value(s) as strings: a string, a number or boolean (stringified), or an array of those. */
+function claimStrings(v: unknown): string[] {
+  const one = (x: unknown) =>
+    typeof x === 'string' ? x : typeof x === 'number' || typeof x === 'boolean' ? String(x) : undefined;
+  if (Array.isArray(v)) return v.map(one).filter((x): x is string => x !== undefined);
+  const s = one(v);
+  return s === undefined ? [] : [s];
+}
+
+const normalizeTyp = (t: string) => t.toLowerCase().replace(/^application\//, '');
+
+/** A JWS in compact form (three parts, a JSON header): verified locally; anything else is opaque. */
+function jwsHeader(token: string): ProtectedHeaderParameters | undefined {
+  let dots = 0;
+  for (let i = token.indexOf('.'); i !== -1; i = token.indexOf('.', i + 1)) dots++;
+  if (dots !== 2) return undefined;
+  try {
+    return decodeProtectedHeader(token);
+  } catch {
+    return undefined;
+  }
+}
+
 const CACHE_MAX = 10_000;
+/** How long a refused introspected token is remembered: a client retrying a bad token does not hammer the IdP. */
+const NEGATIVE_TTL_MS = 5_000;
 
 /**
  * The access token each OAuth principal presented, kept off the Principal itself so that no log line,
@@ -49,29 +115,49 @@ export function presentedToken(p: Principal): string | undefined {
 
 export class OAuthValidator {
   readonly options: OAuthRouteOptions;
-  readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
-  /** Verified tokens by hash, until their expiry: the hot path verifies a token once. */
-  readonly #cache = new Map<string, { principal: Principal; until: number }>();
+  readonly #jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+  readonly #introspector: Introspector | undefined;
+  readonly #tokenTypes: ReadonlySet<string>;
+  /**
+   * Verified tokens by hash, until their expiry (JWTs) or the introspection cache_ttl: the hot path checks
+   * a token once. `principal: undefined` is a refused introspected token (kept briefly).
+   */
+  readonly #cache = new Map<string, { principal: Principal | undefined; until: number }>();
+  /** Introspections in flight, by token hash: concurrent requests with one token ask the IdP once. */
+  readonly #inflight = new Map<string, Promise<Principal | undefined>>();
 
   constructor(options: OAuthRouteOptions) {
     this.options = options;
-    this.#jwks = createRemoteJWKSet(new URL(options.jwksUri), {
-      cooldownDuration: 30_000,
-      timeoutDuration: 5_000,
-    });
+    this.#jwks = options.jwksUri
+      ? createRemoteJWKSet(new URL(options.jwksUri), { cooldownDuration: 30_000, timeoutDuration: 5_000 })
+      : undefined;
+    this.#tokenTypes = new Set((options.tokenTypes ?? ['at+jwt', 'jwt']).map(normalizeTyp));
+    const i = options.introspection;
+    this.#introspector = i
+      ? new Introspector({
+          issuer: options.issuer,
+          endpoint: i.endpoint,
+          clientId: i.clientId,
+          clientSecret: i.clientSecret,
+          audience: options.relaxedAudience ? undefined : options.resource,
+          leewayMs: options.leewayMs,
+          ...(i.timeoutMs !== undefined ? { timeoutMs: i.timeoutMs } : {}),
+          logger: options.logger,
+        })
+      : undefined;
   }
 
   /** The challenge of a 401: where the metadata is, and the scopes to ask for. */
-  challenge(): string {
+  challenge(origin?: RequestOrigin): string {
     const scope = this.options.scopes.length > 0 ? `, scope="${this.options.scopes.join(' ')}"` : '';
-    return `Bearer resource_metadata="${this.options.metadataUrl()}"${scope}`;
+    return `Bearer resource_metadata="${this.options.metadataUrl(origin)}"${scope}`;
   }
 
-  unauthorized(): GatehouseError {
+  unauthorized(origin?: RequestOrigin): GatehouseError {
     const e = Errors.unauthorized(
       'Unauthorized: this route needs a valid access token; see the resource metadata in WWW-Authenticate',
     );
-    e.headers = { 'www-authenticate': this.challenge() };
+    e.headers = { 'www-authenticate': this.challenge(origin) };
     return e;
   }
 
@@ -86,10 +172,33 @@ export class OAuthValidator {
     return doc;
   }
 
-  async verify(token: string, now: number): Promise<Principal> {
+  async verify(token: string, now: number, origin?: RequestOrigin): Promise<Principal> {
     const h = createHash('sha256').update(token).digest('base64url');
     const hit = this.#cache.get(h);
-    if (hit && hit.until > now) return hit.principal;
+    if (hit) {
+      if (hit.until > now) {
+        if (hit.principal) return hit.principal;
+        throw this.unauthorized(origin);
+      }
+      this.#cache.delete(h);
+    }
+    const header = jwsHeader(token);
+    if (header) {
+      const typ = header.typ;
+      if (typ === undefined ? this.options.requireTyp : !this.#tokenTypes.has(normalizeTyp(typ))) {
+        throw this.unauthorized(origin);
+      }
+    }
+    const principal =
+      this.#introspector && (this.options.introspection!.tokens === 'all' || !header)
+        ? await this.#introspectOnce(token, h, now)
+        : await this.#verifyJwt(token, h, now);
+    if (!principal) throw this.unauthorized(origin);
+    return principal;
+  }
+
+  async #verifyJwt(token: string, h: string, now: number): Promise<Principal | undefined> {
+    if (!this.#jwks) return undefined;
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.#jwks, {
@@ -106,31 +215,76 @@ export class OAuthValidator {
           'Service Unavailable: the identity provider cannot be reached to check the token; retry shortly',
         );
       }
-      throw this.unauthorized();
+      return undefined;
     }
-    const subject = claim(payload, this.options.subjectClaim);
-    if (typeof subject !== 'string' || subject === '') throw this.unauthorized();
-    const rawGroups = claim(payload, this.options.groupsClaim);
+    const principal = this.#principal(payload, token);
+    if (principal) {
+      this.#remember(h, principal, typeof payload.exp === 'number' ? payload.exp * 1000 : now + 60_000);
+    }
+    return principal;
+  }
+
+  #introspectOnce(token: string, h: string, now: number): Promise<Principal | undefined> {
+    let p = this.#inflight.get(h);
+    if (!p) {
+      p = this.#introspect(token, h, now).finally(() => this.#inflight.delete(h));
+      this.#inflight.set(h, p);
+    }
+    return p;
+  }
+
+  async #introspect(token: string, h: string, now: number): Promise<Principal | undefined> {
+    const ttl = this.options.introspection!.cacheTtlMs;
+    const claims = await this.#introspector!.introspect(token, now);
+    const principal = claims ? this.#principal(claims, token) : undefined;
+    if (ttl > 0) {
+      const exp = claims && typeof claims.exp === 'number' ? claims.exp * 1000 : Number.POSITIVE_INFINITY;
+      this.#remember(
+        h,
+        principal,
+        principal ? Math.min(now + ttl, exp) : now + Math.min(ttl, NEGATIVE_TTL_MS),
+      );
+    }
+    return principal;
+  }
+
+  #remember(h: string, principal: Principal | undefined, until: number): void {
+    if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
+    this.#cache.set(h, { principal, until });
+  }
+
+  /** Claims (a verified JWT's payload or an introspection answer) → the principal; undefined without a subject. */
+  #principal(payload: Readonly<Record<string, unknown>>, token: string): Principal | undefined {
+    const o = this.options;
+    const subject = claim(payload, o.subjectClaim);
+    if (typeof subject !== 'string' || subject === '') return undefined;
+    const rawGroups = claim(payload, o.groupsClaim);
     const groups = Array.isArray(rawGroups)
       ? rawGroups.filter((g): g is string => typeof g === 'string')
       : typeof rawGroups === 'string'
         ? rawGroups.split(/[\s,]+/).filter(Boolean)
         : [];
-    const agentValue = this.options.agentClaim
-      ? claim(payload, this.options.agentClaim)
-      : (payload.azp ?? payload.client_id);
+    const agentValue = o.agentClaim ? claim(payload, o.agentClaim) : (payload.azp ?? payload.client_id);
+    const tenant = o.tenantClaim ? claimStrings(claim(payload, o.tenantClaim))[0] : undefined;
     const scope = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
+    let claimValues: Record<string, readonly string[]> | undefined;
+    if (o.claims && o.claims.length > 0) {
+      claimValues = {};
+      for (const path of o.claims) {
+        const values = claimStrings(claim(payload, path));
+        if (values.length > 0) claimValues[path] = values;
+      }
+    }
     const principal: Principal = {
       subject,
       groups,
       scopes: scope,
-      claims: payload as Record<string, unknown>,
+      claims: payload,
       ...(typeof agentValue === 'string' ? { agent: agentValue } : {}),
+      ...(tenant !== undefined ? { tenant } : {}),
+      ...(claimValues ? { claimValues } : {}),
     };
     presentedTokens.set(principal, token);
-    const until = typeof payload.exp === 'number' ? payload.exp * 1000 : now + 60_000;
-    if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
-    this.#cache.set(h, { principal, until });
     return principal;
   }
 }

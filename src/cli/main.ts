@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { GATEWAY_INFO } from '../version.ts';
 import { demo } from './demo.ts';
+import { importKongCommand } from './import.ts';
 import { createKey, listKeys, revokeKey } from './keys.ts';
 import { schemaText } from './schema.ts';
 import { serve } from './serve.ts';
@@ -45,10 +46,18 @@ keys
   .option(...configOption)
   .requiredOption('--name <name>', 'a unique name (the principal of the key)')
   .option('--group <group...>', 'groups the key belongs to (for ACLs)')
+  .option('--role <role...>', 'roles of the key, e.g. admin (the admin API); repeatable')
   .option('--agent <agent>', 'agent identity (default: the name)')
   .option('--expires <duration>', 'lifetime, e.g. 30d or 12h (default: none)')
   .action(
-    async (flags: { config?: string; name: string; group?: string[]; agent?: string; expires?: string }) => {
+    async (flags: {
+      config?: string;
+      name: string;
+      group?: string[];
+      role?: string[];
+      agent?: string;
+      expires?: string;
+    }) => {
       await createKey(flags);
     },
   );
@@ -73,6 +82,18 @@ program
   .description('print the JSON Schema of the config file (for editors)')
   .action(() => {
     process.stdout.write(schemaText());
+  });
+
+program
+  .command('import')
+  .description("convert another gateway's configuration into a Gatehouse config")
+  .command('kong <deck-file>')
+  .description(
+    'a Kong decK file (ai-mcp-proxy, ai-mcp-oauth2): the config to -o or stdout, the report to stderr',
+  )
+  .option('-o, --output <file>', 'write the config to this file (default: stdout)')
+  .action(async (file: string, flags: { output?: string }) => {
+    process.exitCode = await importKongCommand(file, flags);
   });
 
 program

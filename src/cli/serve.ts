@@ -19,7 +19,7 @@ export async function serve(flags: ServeFlags, env: NodeJS.ProcessEnv = process.
     gateway.logger.info({ url: `${base}${r.path}`, upstreams: r.upstreams }, 'route ready');
   }
   process.stdout.write(
-    `Gatehouse listening on ${base}\n${loaded.config.routes.map((r) => `  MCP endpoint: ${base}${r.path}\n`).join('')}`,
+    `Gatehouse listening on ${base}\n${loaded.config.routes.map((r) => `  MCP endpoint: ${base}${r.path}\n`).join('')}${loaded.config.admin ? `  Admin API: ${gateway.adminUrl ?? base}/admin/\n` : ''}`,
   );
   stopOnSignals(() => gateway.stop());
   return gateway;

@@ -2,6 +2,7 @@
 // generated JSON Schema (config.schema.json) and reference docs.
 
 import { z } from 'zod';
+import { compileRestTool } from '../upstream/rest/tools.ts';
 import { parseDuration, parseSize } from './units.ts';
 
 const duration = (def: string) =>
@@ -197,12 +198,9 @@ const upstreamAuth = z
               .string()
               .optional()
               .meta({ description: "The assertion's `aud` (default: the upstream's name)." }),
-            header: z
-              .string()
-              .default('authorization')
-              .meta({
-                description: 'Header carrying it: authorization (as Bearer) or another name (the raw JWT).',
-              }),
+            header: z.string().default('authorization').meta({
+              description: 'Header carrying it: authorization (as Bearer) or another name (the raw JWT).',
+            }),
             ttl: duration('5m').meta({
               description: 'Lifetime of each assertion (they are cached until near expiry).',
             }),
@@ -305,10 +303,168 @@ const legacySseUpstream = z.strictObject({
   ...upstreamCuration,
 });
 
+const jsonObject = z.record(z.string(), z.unknown());
+
+const restParameter = z
+  .looseObject({
+    name: z.string().min(1).meta({ description: 'The parameter name, as the API knows it.' }),
+    in: z.enum(['path', 'query', 'header', 'cookie']).meta({ description: 'Where it goes.' }),
+    required: z.boolean().optional().meta({ description: 'Whether the caller must give it (path: always).' }),
+    description: z.string().optional().meta({ description: 'What it means (shown to the model).' }),
+    schema: jsonObject.optional().meta({ description: 'Its JSON Schema (default: a string).' }),
+    style: z
+      .enum(['form', 'simple', 'spaceDelimited', 'pipeDelimited', 'deepObject'])
+      .optional()
+      .meta({ description: 'OpenAPI serialisation style (query default: form).' }),
+    explode: z.boolean().optional().meta({ description: 'OpenAPI explode (form default: true).' }),
+  })
+  .meta({ description: 'An OpenAPI 3 parameter object.' });
+
+const restAnnotations = z.strictObject({
+  title: z.string().optional(),
+  read_only_hint: z.boolean().optional(),
+  destructive_hint: z.boolean().optional(),
+  idempotent_hint: z.boolean().optional(),
+  open_world_hint: z.boolean().optional(),
+});
+
+const openapiSelection = z
+  .strictObject({
+    tags: z.array(z.string()).optional().meta({ description: 'Tag globs.' }),
+    paths: z.array(z.string()).optional().meta({ description: 'Path globs, e.g. /orders/*.' }),
+    operations: z.array(z.string()).optional().meta({ description: 'operationId globs.' }),
+  })
+  .optional();
+
+const restTool = z.strictObject({
+  name: z.string().meta({ description: 'The tool name (1-128 of A-Z a-z 0-9 _ . -), exposed as is.' }),
+  description: z.string().optional().meta({ description: 'What the tool does (default: METHOD path).' }),
+  method: z
+    .string()
+    .regex(
+      /^(get|post|put|patch|delete|head|options)$/i,
+      'method is GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS',
+    )
+    .meta({ description: 'The HTTP method.' }),
+  path: z
+    .string()
+    .regex(/^\//, 'a tool path starts with /')
+    .meta({ description: 'Relative to base_url, with {param} placeholders for path parameters.' }),
+  parameters: z.array(restParameter).default([]).meta({ description: 'OpenAPI 3 parameter objects.' }),
+  request_body: jsonObject.optional().meta({
+    description: "An OpenAPI requestBody (JSON content); an object body's fields become arguments.",
+  }),
+  responses: jsonObject.optional().meta({
+    description:
+      "OpenAPI responses: a 2xx JSON schema becomes the tool's outputSchema (non-objects wrapped as { result }).",
+  }),
+  annotations: restAnnotations.optional().meta({
+    description: 'MCP tool annotations (default from the method: GET read-only, DELETE destructive).',
+  }),
+  acl: aclRule.optional().meta({
+    description: "This tool's own ACL on every route serving it (replaces the route default).",
+  }),
+});
+
+const restUpstream = z
+  .strictObject({
+    type: z
+      .literal('rest')
+      .meta({ description: 'A REST API whose operations become MCP tools (no MCP server needed).' }),
+    base_url: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .meta({
+        description:
+          "The API base URL; every request stays under it (redirects elsewhere are not followed). Default: the OpenAPI document's first server.",
+      }),
+    openapi: z
+      .strictObject({
+        spec: z.string().min(1).meta({
+          description:
+            'The OpenAPI document (2.0, 3.0 or 3.1; YAML or JSON): a file relative to the config, or an http(s) URL.',
+        }),
+        include: openapiSelection.meta({
+          description: 'Only operations matching one of these (default: all).',
+        }),
+        exclude: openapiSelection.meta({ description: 'Operations to leave out.' }),
+        overrides: z
+          .record(
+            z.string(),
+            z.strictObject({
+              name: z
+                .string()
+                .optional()
+                .meta({ description: 'The tool name (default: the sanitised operationId).' }),
+              description: z.string().optional(),
+              annotations: restAnnotations.optional(),
+              acl: aclRule.optional(),
+            }),
+          )
+          .optional()
+          .meta({
+            description:
+              'Per operation (by operationId, or "METHOD /path" without one): name, description, annotations, ACL.',
+          }),
+      })
+      .optional()
+      .meta({ description: 'Generate tools from an OpenAPI document: one per operation.' }),
+    headers: z
+      .record(z.string(), secret)
+      .default({})
+      .meta({ description: 'Static headers sent on every request (values are secrets).' }),
+    query: z.record(z.string(), secret).default({}).meta({
+      description: 'Static query parameters added to every request (values are secrets), e.g. an API key.',
+    }),
+    tools: z
+      .array(restTool)
+      .default([])
+      .meta({ description: 'The tools, declared by hand (Kong ai-mcp-proxy shape).' }),
+    connect_timeout: duration('5s').meta({ description: 'Time allowed to open a connection to the API.' }),
+    auth: upstreamAuth,
+    request_timeout: requestTimeout,
+    max_concurrency: maxConcurrency,
+    tls: upstreamTlsField,
+  })
+  .superRefine((u, ctx) => {
+    if (u.tools.length === 0 && !u.openapi)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tools'],
+        message: 'a rest upstream needs tools, openapi, or both',
+      });
+    if (!u.base_url && !u.openapi)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['base_url'],
+        message: 'base_url is required (unless an OpenAPI document gives it)',
+      });
+    const names = new Set<string>();
+    u.tools.forEach((t, i) => {
+      if (names.has(t.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tools', i, 'name'],
+          message: `duplicate tool name "${t.name}"`,
+        });
+      names.add(t.name);
+      try {
+        compileRestTool(t);
+      } catch (err) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tools', i],
+          message: err instanceof Error ? err.message : String(err),
+        });
+      }
+    });
+  });
+
 export const upstreamSchema = z.discriminatedUnion('type', [
   streamableHttpUpstream,
   stdioUpstream,
   legacySseUpstream,
+  restUpstream,
 ]);
 
 const routeSchema = z.strictObject({
@@ -677,8 +833,25 @@ export const configSchema = z
       if (!Array.isArray(routes)) return;
       const known = typeof upstreams === 'object' && upstreams !== null ? Object.keys(upstreams) : [];
       const seen = new Set<string>();
-      routes.forEach((r: { path?: unknown; upstreams?: unknown }, i) => {
+      routes.forEach((r: { path?: unknown; upstreams?: unknown; acl?: unknown; auth?: unknown }, i) => {
         if (typeof r !== 'object' || r === null) return;
+        const acl = r.acl as { deny_response?: unknown } | undefined;
+        const oauth = (r.auth as { oauth?: unknown } | undefined)?.oauth;
+        if (acl?.deny_response === 'step_up' && !oauth) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'acl', 'deny_response'],
+            message: 'step_up challenges for OAuth scopes: the route needs auth.oauth',
+          });
+        }
+        if (!oauth && JSON.stringify(r.acl ?? {}).includes('"scopes"')) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'acl'],
+            message:
+              'an ACL rule requires OAuth scopes but the route has no auth.oauth: no caller could ever hold them',
+          });
+        }
         if (typeof r.path === 'string') {
           if (seen.has(r.path)) {
             ctx.addIssue({

@@ -8,6 +8,8 @@ import { exposeUri, type Item, type RouteView, resolveUri } from '../catalog/vie
 import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
 import {
   ErrorCode,
+  HTTP_ANSWER,
+  type HttpAnswer,
   isRequest,
   type JsonRpcMessage,
   type JsonRpcNotification,
@@ -17,7 +19,7 @@ import {
 } from '../mcp/jsonrpc.ts';
 import { mapTaskIds } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
-import { type AclPolicy, subjectTokens } from '../policy/acl.ts';
+import { type AclCaller, type AclKind, type AclPolicy, aclCaller } from '../policy/acl.ts';
 import type { PolicyChain } from '../policy/chain.ts';
 import { type ExchangeSink, noopSink, type Outcome } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -50,8 +52,13 @@ export interface RouteDeps {
   catalog: Catalog;
   cursors: CursorCodec;
   pageSize: number;
-  /** Per-tool access control of the route, when it has one. */
+  /** Access control of the route's tools, prompts and resources, when it has any. */
   acl?: AclPolicy | undefined;
+  /**
+   * With `deny_response: step_up`: the WWW-Authenticate challenge for a caller lacking only scopes (the
+   * scopes to ask for in). Without it, every refusal looks like an unknown item.
+   */
+  stepUpChallenge?: ((scopes: readonly string[]) => string) | undefined;
   chain: PolicyChain;
   sink: ExchangeSink;
   sessions: SessionRegistry;
@@ -65,14 +72,43 @@ const MAX_FILTERED_VIEWS = 1_000;
 /** How long a client's initialize waits for upstreams the gateway has not listed yet. */
 const INITIAL_WAIT_MS = 5_000;
 
-const LISTS: Record<string, { view: (v: RouteView) => Item[]; field: string; kind: string }> = {
-  'tools/list': { view: (v) => v.tools.items, field: 'tools', kind: 'tools' },
-  'prompts/list': { view: (v) => v.prompts.items, field: 'prompts', kind: 'prompts' },
-  'resources/list': { view: (v) => v.resources.items, field: 'resources', kind: 'resources' },
+interface ListSpec {
+  view: (v: RouteView) => Item[];
+  field: string;
+  kind: string;
+  /** The kind of item the ACL sees, and the owner (upstream and own name) of a listed item. */
+  acl: AclKind;
+  owner: (v: RouteView, item: Item) => { upstream: string; original: string } | undefined;
+}
+
+const LISTS: Record<string, ListSpec> = {
+  'tools/list': {
+    view: (v) => v.tools.items,
+    field: 'tools',
+    kind: 'tools',
+    acl: 'tool',
+    owner: (v, i) => v.tools.byName.get(i.name as string),
+  },
+  'prompts/list': {
+    view: (v) => v.prompts.items,
+    field: 'prompts',
+    kind: 'prompts',
+    acl: 'prompt',
+    owner: (v, i) => v.prompts.byName.get(i.name as string),
+  },
+  'resources/list': {
+    view: (v) => v.resources.items,
+    field: 'resources',
+    kind: 'resources',
+    acl: 'resource',
+    owner: (v, i) => v.resources.byUri.get(i.uri as string),
+  },
   'resources/templates/list': {
     view: (v) => v.templates.items,
     field: 'resourceTemplates',
     kind: 'templates',
+    acl: 'resource',
+    owner: (v, i) => v.templates.byTemplate.get(i.uriTemplate as string),
   },
 };
 
@@ -95,9 +131,9 @@ export class Router {
   readonly #byName: ReadonlyMap<string, Upstream>;
   /** The upstream of a one-upstream route: requests the catalogue cannot place go to it unchanged. */
   readonly #sole: string | undefined;
-  /** Each session's ACL subject tokens, computed once (a session is bound to its principal). */
-  readonly #sessionTokens = new WeakMap<GatewaySession, { tokens: ReadonlySet<string>; key: string }>();
-  /** Per view (so it goes when the lists change), each caller's filtered tools and their pages. */
+  /** Each session's ACL caller, computed once (a session is bound to its principal). */
+  readonly #sessionCallers = new WeakMap<GatewaySession, { caller: AclCaller; key: string }>();
+  /** Per view (so it goes when the lists change), each caller's filtered lists and their pages. */
   readonly #filtered = new WeakMap<RouteView, Map<string, { items: Item[]; pages: RouteView['pages'] }>>();
 
   constructor(deps: RouteDeps) {
@@ -227,24 +263,26 @@ export class Router {
     const view = this.#deps.catalog.view(this.path, session.profile);
     const list = LISTS[method];
     if (list) {
-      // With an ACL, a caller's tools/list holds only what it may call (pages are then not shared).
+      // With an ACL, a caller's lists hold only what it may use (pages are then not shared).
       const acl = this.#deps.acl;
-      if (acl && method === 'tools/list') {
-        // Filtered once per view and set of subjects; its pages are cached like the unfiltered ones.
-        const { tokens, key } = this.#subjects(session);
+      if (acl?.governs(list.acl)) {
+        // Filtered once per view, list and caller; its pages are cached like the unfiltered ones.
+        const { caller, key } = this.#caller(session);
         let byCaller = this.#filtered.get(view);
         if (!byCaller) {
           byCaller = new Map();
           this.#filtered.set(view, byCaller);
         }
-        let mine = byCaller.get(key);
+        const cacheKey = `${list.kind}\u0001${key}`;
+        let mine = byCaller.get(cacheKey);
         if (!mine) {
-          const items = view.tools.items.filter((t) => {
-            const owner = view.tools.byName.get(t.name as string);
-            return owner !== undefined && acl.allows(tokens, owner.upstream, owner.original);
+          const stepUp = this.#deps.stepUpChallenge !== undefined;
+          const items = list.view(view).filter((item) => {
+            const owner = list.owner(view, item);
+            return owner !== undefined && acl.lists(caller, list.acl, owner.upstream, owner.original, stepUp);
           });
           mine = { items, pages: new Map() };
-          if (byCaller.size < MAX_FILTERED_VIEWS) byCaller.set(key, mine);
+          if (byCaller.size < MAX_FILTERED_VIEWS) byCaller.set(cacheKey, mine);
         }
         return this.#local(
           session,
@@ -265,14 +303,9 @@ export class Router {
 
     const d = this.#resolve(session, view, req);
     if ('anywhere' in d) return this.#readAnywhere(session, req, view, channel, meta);
-    if (!('error' in d) && d.target.kind === 'tool' && this.#deps.acl && d.target.original !== undefined) {
-      const decision = this.#deps.acl.decide(this.#tokens(session), d.target.upstream, d.target.original);
-      if (!decision.allow) {
-        // Refused before any upstream is contacted, and indistinguishable from an unknown tool.
-        const response = Errors.invalidParams(`Unknown tool: ${String(req.params?.name)}`).toResponse(req.id);
-        this.#emit(session.id, req.method, d.target, meta, response, 'denied', undefined, decision.reason);
-        return response;
-      }
+    if (!('error' in d)) {
+      const refused = this.#refuse(session, req, d.target, meta);
+      if (refused) return refused;
     }
     if ('error' in d) {
       // The name or URI asked for is recorded, so that refusals of unknown or hidden tools are visible.
@@ -519,7 +552,10 @@ export class Router {
     const candidates = view.initializeResults.filter(
       (r) => isObject(r.result.capabilities) && (r.result.capabilities as Record<string, unknown>).resources,
     );
+    const acl = this.#deps.acl?.governs('resource') ? this.#deps.acl : undefined;
     for (const { upstream } of candidates) {
+      // An upstream the caller may not read this URI from is skipped, as if it did not have it.
+      if (acl && !acl.decide(this.#caller(session).caller, 'resource', upstream, uri).allow) continue;
       const res = await this.#dispatch(
         session,
         req,
@@ -547,20 +583,63 @@ export class Router {
     return { ...res, result: { ...res.result, contents } };
   }
 
-  #tokens(session: GatewaySession): ReadonlySet<string> {
-    return this.#subjects(session).tokens;
+  /**
+   * The ACL's verdict on a call to a tool, prompt or resource: undefined when allowed, else the refusal —
+   * answered before any upstream is contacted. A hidden item is indistinguishable from an unknown one; with
+   * step-up, a caller lacking only scopes is told (403 insufficient_scope) which to ask for.
+   */
+  #refuse(
+    session: GatewaySession,
+    req: JsonRpcRequest,
+    target: CallTarget,
+    meta: RequestMeta,
+  ): JsonRpcResponse | undefined {
+    const acl = this.#deps.acl;
+    if (!acl || target.kind === 'none' || target.original === undefined || !acl.governs(target.kind)) return;
+    const decision = acl.decide(this.#caller(session).caller, target.kind, target.upstream, target.original);
+    if (decision.allow) return;
+    let response: JsonRpcResponse;
+    const stepUp = this.#deps.stepUpChallenge;
+    if (stepUp && decision.missingScopes) {
+      const scopes = [...new Set([...(session.principal?.scopes ?? []), ...decision.missingScopes])];
+      response = Errors.policyDenied(
+        `Forbidden: this ${target.kind} needs the OAuth scope ${decision.missingScopes.join(' ')}; obtain a token with it and retry`,
+        { requiredScopes: decision.missingScopes },
+      ).toResponse(req.id);
+      (response as { [HTTP_ANSWER]?: HttpAnswer })[HTTP_ANSWER] = {
+        status: 403,
+        headers: { 'www-authenticate': stepUp(scopes) },
+      };
+    } else {
+      const p = req.params ?? {};
+      const ref = isObject(p.ref) ? (p.ref as Record<string, unknown>) : {};
+      const asked = p.name ?? p.uri ?? ref.name ?? ref.uri;
+      const what =
+        target.kind === 'resource' && ref.type === 'ref/resource' ? 'resource template' : target.kind;
+      response = Errors.invalidParams(`Unknown ${what}: ${String(asked)}`).toResponse(req.id);
+    }
+    this.#emit(session.id, req.method, target, meta, response, 'denied', undefined, decision.reason);
+    return response;
   }
 
-  /** A session's ACL subject tokens and a key naming that set (for the per-caller list cache). */
-  #subjects(session: GatewaySession): { tokens: ReadonlySet<string>; key: string } {
-    let s = this.#sessionTokens.get(session);
+  /** A session's ACL caller and a key naming it (for the per-caller list cache). */
+  #caller(session: GatewaySession): { caller: AclCaller; key: string } {
+    let s = this.#sessionCallers.get(session);
     if (!s) {
       const p = session.principal;
-      const tokens = p
-        ? subjectTokens({ user: p.subject, groups: p.groups, agent: p.agent })
-        : new Set<string>();
-      s = { tokens, key: [...tokens].sort().join('\u0000') };
-      this.#sessionTokens.set(session, s);
+      const caller = p
+        ? aclCaller({
+            user: p.subject,
+            groups: p.groups,
+            agent: p.agent,
+            tenant: p.tenant,
+            claims: p.claimValues,
+            scopes: p.scopes,
+          })
+        : { tokens: new Set<string>(), scopes: new Set<string>() };
+      const scopes = this.#deps.acl?.usesScopes ? [...caller.scopes].sort().join(' ') : '';
+      s = { caller, key: `${[...caller.tokens].sort().join('\u0000')}\u0001${scopes}` };
+      this.#sessionCallers.set(session, s);
     }
     return s;
   }

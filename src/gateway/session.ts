@@ -26,6 +26,8 @@ const REPLAY_TTL_MS = 60_000;
 export class GatewaySession {
   readonly record: SessionRecord;
   readonly principal: Principal | undefined;
+  /** The same caller as of its latest request (its token may have been renewed): upstream credentials use it. */
+  #caller: Principal | undefined;
   readonly #upstreams: ReadonlyMap<string, Upstream>;
   readonly #ids: SessionBoundIds;
   readonly #open = new Map<string, Promise<UpstreamSession>>();
@@ -53,8 +55,14 @@ export class GatewaySession {
   ) {
     this.record = record;
     this.principal = principal;
+    this.#caller = principal;
     this.#upstreams = upstreams;
     this.#ids = ids;
+  }
+
+  /** A request of this session's caller (same principal key) arrived with this principal. */
+  seenCaller(p: Principal | undefined): void {
+    if (p) this.#caller = p;
   }
 
   /** The gateway's ids bound to this session (server requests, tasks). */
@@ -101,11 +109,14 @@ export class GatewaySession {
     const up = this.#upstreams.get(name);
     if (!up) throw Errors.internal(`route has no upstream "${name}"`);
     const opening = up
-      .connect({
-        protocolVersion: this.record.protocolVersion,
-        capabilities: this.record.clientCapabilities,
-        clientInfo: this.record.clientInfo,
-      })
+      .connect(
+        {
+          protocolVersion: this.record.protocolVersion,
+          capabilities: this.record.clientCapabilities,
+          clientInfo: this.record.clientInfo,
+        },
+        { caller: () => this.#caller },
+      )
       .then(async (s) => {
         s.onServerMessage((m) => this.deliver(name, m));
         if (this.logLevel !== undefined) await this.applyLogLevel(s).catch(() => {});

@@ -110,6 +110,7 @@ export class SessionRegistry {
       );
     }
     record.lastSeenAt = now;
+    session.seenCaller(principal);
     return session;
   }
 
@@ -144,6 +145,13 @@ export class SessionRegistry {
   *of(route: string, profile: string): Iterable<GatewaySession> {
     for (const s of this.#live.values())
       if (s.record.route === route && s.record.profile === profile) yield s;
+  }
+
+  /** Live sessions of this instance per route path (the admin API). */
+  countByRoute(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const s of this.#live.values()) counts.set(s.record.route, (counts.get(s.record.route) ?? 0) + 1);
+    return counts;
   }
 
   async closeAll(): Promise<void> {

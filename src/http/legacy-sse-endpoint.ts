@@ -72,7 +72,7 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
 
   app.get(paths.sse, async (req, reply) => {
     const owner = principalKey(
-      deps.authenticate ? await deps.authenticate(req.headers, Date.now()) : undefined,
+      deps.authenticate ? await deps.authenticate(req.headers, Date.now(), req) : undefined,
     );
     if (!accepts(header(req, 'accept'), 'text/event-stream')) {
       throw Errors.notAcceptable('Not Acceptable: the SSE transport needs Accept: text/event-stream');
@@ -106,7 +106,7 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
 
   app.post(paths.messages, async (req, reply) => {
     const m = meta(req);
-    if (deps.authenticate) m.principal = await deps.authenticate(req.headers, m.startedAt);
+    if (deps.authenticate) m.principal = await deps.authenticate(req.headers, m.startedAt, req);
     const id = (req.query as Record<string, unknown>).sessionId;
     const found = typeof id === 'string' ? connections.get(id) : undefined;
     // Another principal's stream is indistinguishable from one that does not exist.

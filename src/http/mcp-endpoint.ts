@@ -11,6 +11,7 @@ import type { SessionRegistry } from '../gateway/sessions.ts';
 import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
 import {
   ErrorCode,
+  httpAnswer,
   isNotification,
   isRequest,
   type JsonRpcResponse,
@@ -86,7 +87,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
   async function identify(req: FastifyRequest, m: RequestMeta): Promise<void> {
     if (!deps.authenticate) return;
     try {
-      m.principal = await deps.authenticate(req.headers, m.startedAt);
+      m.principal = await deps.authenticate(req.headers, m.startedAt, req);
     } catch (err) {
       rejectEdge(m, '', asGatehouseError(err));
     }
@@ -228,7 +229,12 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         reply.raw.end('}');
         return reply;
       }
-      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(serialize(response));
+      const http = httpAnswer(response);
+      return reply
+        .code(http?.status ?? 200)
+        .headers({ ...deps.corsHeaders(req), ...http?.headers })
+        .type(JSON_TYPE)
+        .send(serialize(response));
     }
 
     // A 2025-03-26 batch: answered as one JSON array; interim messages go to the session's GET stream.

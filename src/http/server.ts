@@ -26,6 +26,8 @@ export interface EdgeOptions {
   port: number;
   https?: { cert: string | Buffer; key: string | Buffer };
   publicUrl: string | undefined;
+  /** fastify's trustProxy: which peers' X-Forwarded-* headers count (request.protocol, .host, .ip). */
+  trustProxy?: boolean | string[];
   allowedOrigins: string[] | undefined;
   allowedHosts: string[] | undefined;
   maxBodyBytes: number;
@@ -34,6 +36,8 @@ export interface EdgeOptions {
   authenticators: ReadonlyMap<string, Authenticate>;
   /** RFC 9728 metadata documents, by their /.well-known path. */
   protectedResources: ReadonlyMap<string, { metadata(): Record<string, unknown> }>;
+  /** The public keys of the gateway's identity assertions, served at /.well-known/jwks.json. */
+  jwks?: Record<string, unknown> | undefined;
   /** Headers carrying credentials besides Authorization (allowed in CORS preflights). */
   credentialHeaders: readonly string[];
   sessions: SessionRegistry;
@@ -70,6 +74,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     // While draining, the gateway answers itself (see the onRequest hook): /readyz says 'draining'.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    trustProxy: opts.trustProxy ?? false,
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
   }) as unknown as FastifyInstance;
 
@@ -182,6 +187,13 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  if (opts.jwks) {
+    const jwks = JSON.stringify(opts.jwks);
+    // Upstreams verify the gateway's assertions with these keys; they change only with the key file.
+    app.get('/.well-known/jwks.json', (_req, reply) => {
+      void reply.header('cache-control', 'public, max-age=300').type('application/json').send(jwks);
+    });
+  }
   for (const [path, resource] of opts.protectedResources) app.get(path, async () => resource.metadata());
   // The root form answers for a gateway with one protected route.
   if (

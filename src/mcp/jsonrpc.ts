@@ -160,6 +160,22 @@ export function rawResult(m: JsonRpcMessage): Buffer | undefined {
 }
 
 /**
+ * An answer that, where the transport allows (a single request answered with JSON), goes out with this
+ * HTTP status and these headers instead of 200 — a step-up challenge (403 insufficient_scope). In a batch
+ * or on a stream, the JSON-RPC error alone stands.
+ */
+export const HTTP_ANSWER: unique symbol = Symbol('gatehouse.httpAnswer');
+
+export interface HttpAnswer {
+  status: number;
+  headers: Record<string, string>;
+}
+
+export function httpAnswer(m: JsonRpcMessage): HttpAnswer | undefined {
+  return (m as { [HTTP_ANSWER]?: HttpAnswer })[HTTP_ANSWER];
+}
+
+/**
  * JSON text of a message for the wire. JSON.stringify recurses, so a pathologically deep message (which
  * JSON.parse accepted) can overflow the stack: a response then becomes an error answer with the same id,
  * and any other message is dropped (undefined).

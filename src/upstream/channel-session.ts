@@ -16,7 +16,12 @@ import {
 } from '../mcp/jsonrpc.ts';
 import { isSupportedVersion } from '../mcp/versions.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type { ClientInfo, RequestOptions, UpstreamSession } from './types.ts';
+import {
+  type ClientInfo,
+  CREDENTIAL_ERROR_CODE,
+  type RequestOptions,
+  type UpstreamSession,
+} from './types.ts';
 
 /** Where an upstream's messages travel: framing and the transport are the channel's business. */
 export interface MessageChannel {
@@ -190,7 +195,7 @@ export class ChannelUpstreamSession implements UpstreamSession {
             : Errors.upstreamUnavailable(
                 `upstream "${this.upstream}" could not be written to (${(err as Error).message})`,
               );
-        this.#opts.onDown(e);
+        if (e.code !== CREDENTIAL_ERROR_CODE) this.#opts.onDown(e); // not called: not down either
         pending.reject(e);
       });
     });

@@ -4,6 +4,7 @@
 import { Errors } from '../mcp/errors.ts';
 import { invalidMessageReason, type JsonRpcMessage } from '../mcp/jsonrpc.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { CredentialProvider, CredentialSource } from './types.ts';
 
 /** What configures an upstream reached over HTTP (Streamable HTTP or legacy SSE). */
 export interface HttpUpstreamOptions {
@@ -11,6 +12,8 @@ export interface HttpUpstreamOptions {
   url: string;
   /** Static headers, secrets already resolved. Never logged. */
   headers: Record<string, string>;
+  /** Per-session credentials (upstream `auth`: token exchange, identity assertion), added to every request. */
+  credentials?: CredentialProvider | undefined;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
   maxConcurrency: number;
@@ -60,4 +63,34 @@ export function parseMessage(text: string, upstream: string): JsonRpcMessage {
   if (reason)
     throw Errors.upstreamProtocol(`upstream "${upstream}" sent an invalid JSON-RPC message: ${reason}`);
   return v as JsonRpcMessage;
+}
+
+/**
+ * The headers of one request: `base` with the current credential over it. The merged object is kept
+ * while neither part changes, so the hot path allocates nothing; a credential being (re)obtained makes
+ * it a promise.
+ */
+export class RequestHeaders {
+  readonly #source: CredentialSource | undefined;
+  #base: Record<string, string> | undefined;
+  #creds: Readonly<Record<string, string>> | undefined;
+  #merged: Record<string, string> | undefined;
+
+  constructor(source: CredentialSource | undefined) {
+    this.#source = source;
+  }
+
+  get(base: Record<string, string>): Record<string, string> | Promise<Record<string, string>> {
+    if (!this.#source) return base;
+    const creds = this.#source.headers();
+    return creds instanceof Promise ? creds.then((c) => this.#merge(base, c)) : this.#merge(base, creds);
+  }
+
+  #merge(base: Record<string, string>, creds: Readonly<Record<string, string>>): Record<string, string> {
+    if (base === this.#base && creds === this.#creds && this.#merged) return this.#merged;
+    this.#base = base;
+    this.#creds = creds;
+    this.#merged = { ...base, ...creds };
+    return this.#merged;
+  }
 }

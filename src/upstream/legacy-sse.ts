@@ -9,8 +9,22 @@ import { SseDecoder, type SseEvent } from '../mcp/sse.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { UpstreamBase } from './base.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
-import { type Body, discard, type HttpAnswer, type HttpUpstreamOptions, tryParse } from './http-common.ts';
-import type { ClientInfo, Upstream, UpstreamSession } from './types.ts';
+import {
+  type Body,
+  discard,
+  type HttpAnswer,
+  type HttpUpstreamOptions,
+  RequestHeaders,
+  tryParse,
+} from './http-common.ts';
+import {
+  type ClientInfo,
+  type ConnectOptions,
+  CREDENTIAL_ERROR_CODE,
+  type CredentialSource,
+  type Upstream,
+  type UpstreamSession,
+} from './types.ts';
 
 /** `url` is the SSE endpoint (GET), e.g. http://host:3001/sse; `connectTimeoutMs` also bounds the wait for
  * the endpoint event. */
@@ -23,6 +37,8 @@ export interface SseChannelOptions {
   /** A dispatcher for `url`'s origin (the upstream's pool): the stream and the POSTs share it. */
   pool: Pool;
   headers: Record<string, string>;
+  /** The session's credential (upstream `auth`): on the stream's GET and on every POST. */
+  credentials?: CredentialSource | undefined;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
   maxMessageBytes: number;
@@ -37,6 +53,8 @@ export class SseChannel implements MessageChannel {
   readonly #opts: SseChannelOptions;
   readonly #getHeaders: Record<string, string>;
   readonly #postHeaders: Record<string, string>;
+  readonly #getAuth: RequestHeaders;
+  readonly #postAuth: RequestHeaders;
   /** Ends the GET stream: on close(), on a refused endpoint, on the connect timeout. */
   readonly #abort = new AbortController();
   readonly #endpoint = Promise.withResolvers<URL>();
@@ -53,6 +71,8 @@ export class SseChannel implements MessageChannel {
     this.#opts = opts;
     this.#getHeaders = { ...opts.headers, accept: 'text/event-stream' };
     this.#postHeaders = { ...opts.headers, 'content-type': 'application/json' };
+    this.#getAuth = new RequestHeaders(opts.credentials);
+    this.#postAuth = new RequestHeaders(opts.credentials);
     this.#endpoint.promise.catch(() => {}); // open() reports it; a channel never opened must not leak it
   }
 
@@ -84,7 +104,7 @@ export class SseChannel implements MessageChannel {
         res = (await this.#opts.pool.request({
           path: url.pathname + url.search,
           method: 'GET',
-          headers: this.#getHeaders,
+          headers: await this.#getAuth.get(this.#getHeaders),
           signal,
           headersTimeout: connectTimeoutMs,
           bodyTimeout: 0, // the stream idles between messages for as long as the session lives
@@ -203,13 +223,15 @@ export class SseChannel implements MessageChannel {
       throw Errors.upstreamUnavailable(`upstream "${upstream}" has not sent its endpoint event yet`);
     const text = serialize(m);
     if (text === undefined) return;
+    const auth = this.#postAuth.get(this.#postHeaders);
+    const headers = auth instanceof Promise ? await auth : auth;
     const signal = AbortSignal.timeout(requestTimeoutMs);
     let res: HttpAnswer;
     try {
       res = (await pool.request({
         path,
         method: 'POST',
-        headers: this.#postHeaders,
+        headers,
         body: text,
         signal,
       })) as unknown as HttpAnswer;
@@ -300,7 +322,7 @@ export class LegacySseUpstream extends UpstreamBase implements Upstream {
     return this.#channels.size;
   }
 
-  async connect(client: ClientInfo): Promise<UpstreamSession> {
+  async connect(client: ClientInfo, opts: ConnectOptions = {}): Promise<UpstreamSession> {
     if (this.#closing) throw Errors.shuttingDown(`upstream "${this.name}" is shutting down`);
     const o = this.options;
     const channel = new SseChannel({
@@ -308,6 +330,7 @@ export class LegacySseUpstream extends UpstreamBase implements Upstream {
       url: this.#url,
       pool: this.#pool,
       headers: o.headers,
+      credentials: o.credentials?.forSession(opts),
       connectTimeoutMs: o.connectTimeoutMs,
       requestTimeoutMs: o.requestTimeoutMs,
       maxMessageBytes: o.maxMessageBytes,
@@ -329,7 +352,8 @@ export class LegacySseUpstream extends UpstreamBase implements Upstream {
       await session.initialize(client, o.requestTimeoutMs);
     } catch (err) {
       await session.close();
-      if (!this.#closing) this.markDown(err);
+      // No credential for it says nothing of the upstream's health: it was not even called.
+      if (!this.#closing && (err as { code?: unknown }).code !== CREDENTIAL_ERROR_CODE) this.markDown(err);
       throw err;
     }
     return session;

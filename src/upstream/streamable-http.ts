@@ -24,9 +24,10 @@ import {
   type HttpUpstreamOptions,
   isEventStream,
   parseMessage,
+  RequestHeaders,
   tryParse,
 } from './http-common.ts';
-import type { ClientInfo, RequestOptions, Upstream, UpstreamSession } from './types.ts';
+import type { ClientInfo, ConnectOptions, RequestOptions, Upstream, UpstreamSession } from './types.ts';
 
 export interface StreamableHttpOptions extends HttpUpstreamOptions {
   /** Identity the gateway presents on its own sessions (health probes). */
@@ -63,8 +64,11 @@ export class StreamableHttpUpstream extends UpstreamBase implements Upstream {
     });
   }
 
-  async connect(client: ClientInfo): Promise<UpstreamSession> {
-    const session = new HttpUpstreamSession(this);
+  async connect(client: ClientInfo, opts: ConnectOptions = {}): Promise<UpstreamSession> {
+    const session = new HttpUpstreamSession(
+      this,
+      new RequestHeaders(this.options.credentials?.forSession(opts)),
+    );
     try {
       await session.initialize(client);
     } catch (err) {
@@ -152,19 +156,27 @@ class HttpUpstreamSession implements UpstreamSession {
   readonly #up: StreamableHttpUpstream;
   #sessionId: string | undefined;
   #cachedHeaders: Record<string, string> | undefined;
+  /** The session's credential (upstream `auth`) over its headers, current at each request. */
+  readonly #auth: RequestHeaders;
   #nextId = 1;
   #closed = false;
   readonly #pending = new Map<string, Pending>();
   #serverHandler: ((m: JsonRpcMessage) => void) | undefined;
   readonly #listenAbort = new AbortController();
 
-  constructor(up: StreamableHttpUpstream) {
+  constructor(up: StreamableHttpUpstream, auth: RequestHeaders) {
     this.#up = up;
     this.upstream = up.name;
+    this.#auth = auth;
   }
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The headers of a request: the session's, with the current credential (obtained first if need be). */
+  #requestHeaders(): Record<string, string> | Promise<Record<string, string>> {
+    return this.#auth.get(this.#headers());
   }
 
   /** The headers of every request of this session: built once per change, never per request. */
@@ -236,7 +248,13 @@ class HttpUpstreamSession implements UpstreamSession {
       } catch {
         throw Errors.invalidParams('Invalid params: nested too deeply to be forwarded');
       }
-      const res = await up.send('POST', this.#headers(), body, controller.signal);
+      const headers = this.#requestHeaders();
+      const res = await up.send(
+        'POST',
+        headers instanceof Promise ? await headers : headers,
+        body,
+        controller.signal,
+      );
       if (req.method === 'initialize') {
         const sid = res.headers['mcp-session-id'];
         if (typeof sid === 'string') this.#sessionId = sid;
@@ -299,7 +317,11 @@ class HttpUpstreamSession implements UpstreamSession {
       const msg = parsed as JsonRpcMessage;
       if (isResponse(msg) && 'error' in msg) return msg;
     }
-    const detail = `upstream "${this.upstream}" answered ${req.method} with HTTP ${res.statusCode}${type ? ` (${type.split(';')[0]})` : ''}`;
+    const refused =
+      res.statusCode === 401 || res.statusCode === 403
+        ? ": it refused the gateway's credential (see the upstream's auth and headers)"
+        : '';
+    const detail = `upstream "${this.upstream}" answered ${req.method} with HTTP ${res.statusCode}${type ? ` (${type.split(';')[0]})` : ''}${refused}`;
     throw res.statusCode >= 500 ? Errors.upstreamUnavailable(detail) : Errors.upstreamProtocol(detail);
   }
 
@@ -407,7 +429,7 @@ class HttpUpstreamSession implements UpstreamSession {
   async #post(msg: JsonRpcNotification | JsonRpcResponse, what: string): Promise<void> {
     if (this.#closed) throw Errors.upstreamUnavailable(`upstream "${this.upstream}" session is closed`);
     const signal = AbortSignal.timeout(this.#up.options.requestTimeoutMs);
-    const res = await this.#up.send('POST', this.#headers(), JSON.stringify(msg), signal);
+    const res = await this.#up.send('POST', await this.#requestHeaders(), JSON.stringify(msg), signal);
     await res.body.dump?.();
     if (res.statusCode === 404 && this.#sessionId !== undefined) this.#markClosed();
     if (res.statusCode !== 202 && res.statusCode !== 200) {
@@ -435,8 +457,11 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   /** A GET stream of this session, resuming after `lastEventId` when given. */
-  #openGet(lastEventId: string | undefined, signal: AbortSignal): Promise<HttpAnswer> {
-    const headers: Record<string, string> = { ...this.#headers(), accept: 'text/event-stream' };
+  async #openGet(lastEventId: string | undefined, signal: AbortSignal): Promise<HttpAnswer> {
+    const headers: Record<string, string> = {
+      ...(await this.#requestHeaders()),
+      accept: 'text/event-stream',
+    };
     if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
     return this.#up.send('GET', headers, undefined, signal);
   }
@@ -503,7 +528,8 @@ class HttpUpstreamSession implements UpstreamSession {
       p.controller.abort(Errors.upstreamUnavailable(`upstream "${this.upstream}" session closed`));
     if (this.#sessionId === undefined) return;
     try {
-      const res = await this.#up.send('DELETE', this.#headers(), undefined, AbortSignal.timeout(2_000));
+      const headers = await this.#requestHeaders();
+      const res = await this.#up.send('DELETE', headers, undefined, AbortSignal.timeout(2_000));
       await res.body.dump?.();
     } catch {
       // the upstream may already be gone; its session then expires on its own

@@ -57,13 +57,54 @@ export interface UpstreamSession {
   close(): Promise<void>;
 }
 
+/** Who an upstream session serves, as far as an upstream may learn it (a Principal is one). */
+export interface Caller {
+  subject: string;
+  groups: readonly string[];
+  agent?: string;
+  tenant?: string;
+}
+
+export interface ConnectOptions {
+  /**
+   * The gateway's own session (the catalogue's): it never counts against caps meant for client sessions
+   * (stdio max_processes), and identifies itself to the upstream as the gateway.
+   */
+  internal?: boolean;
+  /**
+   * The caller of a client session, as of now (a caller may present a fresh token within one session);
+   * absent, or answering undefined: an anonymous caller (a route without auth).
+   */
+  caller?: () => Caller | undefined;
+}
+
+/**
+ * The credential one upstream session presents (upstream `auth`): headers added to each of its requests.
+ * Never the caller's own token.
+ */
+export interface CredentialSource {
+  /**
+   * The current credential's headers: the same object, synchronously, while it is valid (the hot path);
+   * a promise when it must be (re)obtained. Rejects with an error naming the upstream when none can be
+   * had: the request is then not sent.
+   */
+  headers(): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>;
+}
+
+/** The code of the error a CredentialSource rejects with: the upstream was not called, nor is it down. */
+export const CREDENTIAL_ERROR_CODE = 'ERR_UPSTREAM_CREDENTIAL';
+
+/** Makes the credential source of each upstream session (one per upstream with `auth`). */
+export interface CredentialProvider {
+  forSession(opts: ConnectOptions): CredentialSource;
+}
+
 export interface Upstream {
   readonly name: string;
   /**
-   * A new upstream session. `internal` marks the gateway's own (the catalogue's): it never counts against
-   * caps meant for client sessions (stdio max_processes).
+   * A new upstream session, for a client session (`caller`) or the gateway's own (`internal`).
    */
-  connect(client: ClientInfo, opts?: { internal?: boolean }): Promise<UpstreamSession>;
+  connect(client: ClientInfo, opts?: ConnectOptions): Promise<UpstreamSession>;
   health(): UpstreamHealth;
   /** Outcomes that feed health(): from the catalogue's refreshes (the MCP-aware probe) and from calls. */
   markUp(): void;

@@ -478,7 +478,9 @@ describe('defaults', () => {
       sessions: { idle_timeout: 30 * 60_000, max_sessions: 10_000, max_per_principal: 100 },
       log: { level: 'info' },
       shutdown_timeout: 10_000,
-      api_keys: { store: 'gatehouse.db', header: 'authorization' },
+      api_keys: { store: 'gatehouse.db', header: 'authorization', cache_ttl: 10_000 },
+      trust_proxy: false,
+      identity: {},
       health: { interval: 30_000, grace_period: 60_000 },
       upstreams: {
         main: {

@@ -50,6 +50,62 @@ describe('test IdP fixture (oidc-provider)', () => {
     );
   });
 
+  it('mints opaque tokens answered by introspection (with claims), and revokes them', async () => {
+    const token = await idp.token({
+      sub: 'olga',
+      groups: ['ops'],
+      resource,
+      format: 'opaque',
+      claims: { tid: 'acme', org: { dept: ['eng', 'sre'] } },
+    });
+    expect(token.split('.')).toHaveLength(1);
+    const introspect = async (t: string) => {
+      const { clientId, clientSecret } = idp.introspectionClient;
+      const res = await fetch(idp.introspectionEndpoint, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ token: t }).toString(),
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const before = idp.introspections();
+    const answer = await introspect(token);
+    expect(answer).toMatchObject({
+      active: true,
+      iss: idp.issuer,
+      aud: resource,
+      sub: 'olga',
+      groups: ['ops'],
+      scope: 'mcp',
+      tid: 'acme',
+      org: { dept: ['eng', 'sre'] },
+    });
+    expect(answer.exp as number).toBeGreaterThan(Date.now() / 1000 + 500);
+    expect(idp.introspections()).toBe(before + 1);
+    await idp.revoke(token);
+    expect(await introspect(token)).toEqual({ active: false });
+    expect(await introspect('not-a-token-the-idp-knows')).toEqual({ active: false });
+    expect(idp.introspections()).toBe(before + 3);
+  });
+
+  it('JWTs carry extra claims; signJwt signs any header with the key in its JWKS', async () => {
+    const jwks = createRemoteJWKSet(new URL(idp.jwksUri));
+    const token = await idp.token({ sub: 'pat', resource, claims: { tid: 't1' } });
+    expect((await jwtVerify(token, jwks, { issuer: idp.issuer, audience: resource })).payload.tid).toBe('t1');
+    const idToken = await idp.signJwt(
+      { iss: idp.issuer, sub: 'pat', aud: resource },
+      { typ: 'id_token+jwt' },
+    );
+    expect(decodeProtectedHeader(idToken).typ).toBe('id_token+jwt');
+    expect((await jwtVerify(idToken, jwks, { issuer: idp.issuer, audience: resource })).payload.sub).toBe(
+      'pat',
+    );
+  });
+
   it('supports a custom groups claim name', async () => {
     const other = await startIdp({ groupsClaim: 'roles' });
     try {
