@@ -10,12 +10,14 @@ import {
   ErrorCode,
   HTTP_ANSWER,
   type HttpAnswer,
+  httpAnswer,
   isRequest,
   type JsonRpcMessage,
   type JsonRpcNotification,
   type JsonRpcRequest,
   type JsonRpcResponse,
   RAW_RESULT,
+  UPSTREAM_CODE,
 } from '../mcp/jsonrpc.ts';
 import { mapTaskIds } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
@@ -44,6 +46,14 @@ export interface RequestMeta {
   startedAt: number;
   /** High-resolution start (performance.now()) for durations. */
   t0: number;
+  /** The caller's address and User-Agent (for audit). */
+  clientIp?: string | undefined;
+  userAgent?: string | undefined;
+  /** Bytes of the HTTP request body. */
+  bytesIn?: number | undefined;
+  /** W3C trace context of the exchange (set by tracing, or taken from the client). */
+  traceId?: string | undefined;
+  spanId?: string | undefined;
 }
 
 export interface RouteDeps {
@@ -159,7 +169,7 @@ export class Router {
             : undefined;
     if (bad) {
       const response = Errors.invalidParams(`Invalid params: initialize needs ${bad}`).toResponse(req.id);
-      this.#emit(undefined, req.method, undefined, meta, response, 'error', undefined);
+      this.#emit(undefined, req.method, undefined, meta, response, 'error', undefined, undefined, req);
       return { response };
     }
     const capabilities = p.capabilities as Record<string, unknown>;
@@ -173,7 +183,17 @@ export class Router {
           ? (problems[0]?.error ?? '')
           : `no upstream of route ${this.path} is reachable: ${problems.map((x) => `${x.upstream}: ${x.error}`).join('; ')}`;
       const response = Errors.upstreamUnavailable(why).toResponse(req.id);
-      this.#emit(undefined, req.method, this.#sole, meta, response, 'upstream_error', performance.now() - t);
+      this.#emit(
+        undefined,
+        req.method,
+        this.#sole,
+        meta,
+        response,
+        'upstream_error',
+        performance.now() - t,
+        undefined,
+        req,
+      );
       return { response };
     }
     const version = negotiateVersion(p.protocolVersion);
@@ -195,7 +215,17 @@ export class Router {
       id: req.id,
       result: this.#initializeResult(view, version),
     };
-    this.#emit(session.id, req.method, this.#sole, meta, response, 'ok', performance.now() - t);
+    this.#emit(
+      session.id,
+      req.method,
+      this.#sole,
+      meta,
+      response,
+      'ok',
+      performance.now() - t,
+      undefined,
+      req,
+    );
     return { response, session };
   }
 
@@ -332,6 +362,8 @@ export class Router {
       response,
       'error' in response ? 'error' : 'ok',
       undefined,
+      undefined,
+      req,
     );
     return response;
   }
@@ -496,7 +528,7 @@ export class Router {
         .catch((err: unknown) => ({ allow: false as const, error: asGatehouseError(err) }));
       if (!decision.allow) {
         const response = decision.error.toResponse(req.id);
-        this.#emit(session.id, req.method, target, meta, response, 'denied', undefined);
+        this.#emit(session.id, req.method, target, meta, response, 'denied', undefined, undefined, req);
         return response;
       }
     }
@@ -536,7 +568,7 @@ export class Router {
         .onResponse(ctx, response)
         .catch((err: unknown) => asGatehouseError(err).toResponse(req.id));
     }
-    this.#emit(session.id, req.method, target, meta, response, outcome, upstreamMs);
+    this.#emit(session.id, req.method, target, meta, response, outcome, upstreamMs, undefined, req);
     return response;
   }
 
@@ -618,7 +650,7 @@ export class Router {
         target.kind === 'resource' && ref.type === 'ref/resource' ? 'resource template' : target.kind;
       response = Errors.invalidParams(`Unknown ${what}: ${String(asked)}`).toResponse(req.id);
     }
-    this.#emit(session.id, req.method, target, meta, response, 'denied', undefined, decision.reason);
+    this.#emit(session.id, req.method, target, meta, response, 'denied', undefined, decision.reason, req);
     return response;
   }
 
@@ -776,29 +808,50 @@ export class Router {
     outcome: Outcome,
     upstreamMs: number | undefined,
     reason?: string,
+    request?: JsonRpcRequest,
   ): void {
     const sink = this.#deps.sink;
     if (sink === noopSink) return; // nothing listens: build no event
     const t = typeof target === 'string' ? { upstream: target, original: undefined } : target;
+    const p = meta.principal;
+    const kind = t && 'kind' in t && t.kind !== 'none' ? t.kind : undefined;
     sink.emit({
       startedAt: meta.startedAt,
       route: this.path,
       sessionId,
-      subject: meta.principal?.subject,
+      subject: p?.subject,
       mcpMethod: method,
       upstream: t?.upstream || undefined,
       target: t?.original,
       outcome,
-      httpStatus: 200,
+      httpStatus: httpAnswer(response)?.status ?? 200,
       rpcCode: 'error' in response ? response.error.code : undefined,
       durationMs: performance.now() - meta.t0,
       upstreamMs,
       requestId: meta.requestId,
       ...(reason === undefined ? {} : { reason }),
+      agent: p?.agent,
+      tenant: p?.tenant,
+      targetKind: kind,
+      isError: 'result' in response && response.result.isError === true ? true : undefined,
+      upstreamCode: upstreamCode(response),
+      clientIp: meta.clientIp,
+      userAgent: meta.userAgent,
+      requestBytes: meta.bytesIn,
+      traceId: meta.traceId,
+      spanId: meta.spanId,
+      request,
+      response,
     });
   }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The upstream's own answer code an answer carries (see UPSTREAM_CODE), else its JSON-RPC error code. */
+function upstreamCode(res: JsonRpcResponse): number | undefined {
+  const code = (res as { [UPSTREAM_CODE]?: number })[UPSTREAM_CODE];
+  return code;
 }

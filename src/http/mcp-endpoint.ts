@@ -79,6 +79,13 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       durationMs: performance.now() - m.t0,
       upstreamMs: undefined,
       requestId: m.requestId,
+      agent: m.principal?.agent,
+      tenant: m.principal?.tenant,
+      clientIp: m.clientIp,
+      userAgent: m.userAgent,
+      requestBytes: m.bytesIn,
+      traceId: m.traceId,
+      spanId: m.spanId,
     });
     throw err;
   }

@@ -31,7 +31,17 @@ export function acceptsBoth(accept: string | undefined): boolean {
 }
 
 export function meta(req: FastifyRequest): RequestMeta {
-  return { requestId: String(req.id), principal: undefined, startedAt: Date.now(), t0: performance.now() };
+  const length = req.headers['content-length'];
+  return {
+    requestId: String(req.id),
+    principal: undefined,
+    startedAt: Date.now(),
+    t0: performance.now(),
+    // fastify's req.ip honours trust_proxy (X-Forwarded-For only from a trusted proxy).
+    clientIp: req.ip,
+    userAgent: header(req, 'user-agent'),
+    bytesIn: length === undefined ? undefined : Number(length),
+  };
 }
 
 export function header(req: FastifyRequest, name: string): string | undefined {

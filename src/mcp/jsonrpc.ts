@@ -160,6 +160,17 @@ export function rawResult(m: JsonRpcMessage): Buffer | undefined {
 }
 
 /**
+ * The upstream's own answer code, carried on a response the upstream produced (symbol-keyed, never
+ * serialised): the HTTP status of a REST API or of an MCP server's POST. For audit and metrics.
+ */
+export const UPSTREAM_CODE: unique symbol = Symbol('gatehouse.upstreamCode');
+
+export function withUpstreamCode<T extends JsonRpcResponse>(res: T, code: number): T {
+  (res as { [UPSTREAM_CODE]?: number })[UPSTREAM_CODE] = code;
+  return res;
+}
+
+/**
  * An answer that, where the transport allows (a single request answered with JSON), goes out with this
  * HTTP status and these headers instead of 200 — a step-up challenge (403 insufficient_scope). In a batch
  * or on a stream, the JSON-RPC error alone stands.

@@ -1,5 +1,9 @@
-// One event per exchange, emitted at its end: the seam where audit and metrics plug in. Sinks must not
-// block the request path; the default sink does nothing.
+// One event per exchange, emitted at its end: the seam where audit, metrics and traces plug in. Sinks
+// must not block the request path; the default sink does nothing. Events carry references to the request
+// and the answer (never copies): a sink that needs bytes or payloads derives them, once, with the helpers
+// below.
+
+import { type JsonRpcRequest, type JsonRpcResponse, rawResult, serialize } from '../mcp/jsonrpc.ts';
 
 export type Outcome = 'ok' | 'error' | 'denied' | 'upstream_error' | 'cancelled';
 
@@ -26,6 +30,40 @@ export interface ExchangeEvent {
   requestId: string;
   /** Why a policy decided as it did (ACL), for audit. */
   reason?: string;
+  /** The principal's agent and tenant, when known. */
+  agent?: string | undefined;
+  tenant?: string | undefined;
+  /** What `target` names. */
+  targetKind?: 'tool' | 'resource' | 'prompt' | undefined;
+  /** A tool result that reports a failure (`isError: true`). */
+  isError?: boolean | undefined;
+  /** The upstream's own answer code: its HTTP status (REST), or its JSON-RPC error code, when known. */
+  upstreamCode?: number | undefined;
+  /** The caller's address (the proxy's client when trust_proxy says so) and User-Agent. */
+  clientIp?: string | undefined;
+  userAgent?: string | undefined;
+  /** Size of the HTTP request body this message came in (a batch's members share it). */
+  requestBytes?: number | undefined;
+  /** W3C trace context of the exchange, when tracing (or a client) gave one. */
+  traceId?: string | undefined;
+  spanId?: string | undefined;
+  /** The request and the answer, by reference (for payload audit and byte counts). */
+  request?: JsonRpcRequest | undefined;
+  response?: JsonRpcResponse | undefined;
+}
+
+const responseSizes = new WeakMap<ExchangeEvent, number>();
+
+/** Size in bytes of the answer's JSON (cached pages are not serialised again); computed once per event. */
+export function responseBytes(e: ExchangeEvent): number | undefined {
+  if (!e.response) return undefined;
+  let n = responseSizes.get(e);
+  if (n === undefined) {
+    const raw = rawResult(e.response);
+    n = raw ? raw.length + 40 : Buffer.byteLength(serialize(e.response) ?? '');
+    responseSizes.set(e, n);
+  }
+  return n;
 }
 
 export interface ExchangeSink {

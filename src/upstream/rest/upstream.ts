@@ -14,6 +14,7 @@ import {
   type JsonRpcNotification,
   type JsonRpcRequest,
   type JsonRpcResponse,
+  withUpstreamCode,
 } from '../../mcp/jsonrpc.ts';
 import { negotiateVersion } from '../../mcp/versions.ts';
 import type { Logger } from '../../telemetry/logger.ts';
@@ -48,6 +49,8 @@ export interface RestUpstreamOptions {
 }
 
 const MAX_REDIRECTS = 3;
+/** The API's HTTP status behind each tool result (for audit and metrics). */
+const statusOf = new WeakMap<object, number>();
 const ERROR_EXCERPT = 2_000;
 
 export class RestUpstream extends UpstreamBase implements Upstream {
@@ -150,7 +153,9 @@ export class RestUpstream extends UpstreamBase implements Upstream {
         path = next.pathname + next.search;
         continue;
       }
-      return this.#result(t, res.statusCode, res.headers, res.body);
+      const result = await this.#result(t, res.statusCode, res.headers, res.body);
+      statusOf.set(result, res.statusCode);
+      return result;
     }
   }
 
@@ -318,7 +323,9 @@ class RestSession implements UpstreamSession {
     try {
       const credentials = this.#credentials ? await this.#credentials.headers() : undefined;
       const result = await up.call(t, args as Record<string, unknown>, credentials, controller.signal);
-      return { jsonrpc: '2.0', id: req.id, result };
+      const res: JsonRpcResponse = { jsonrpc: '2.0', id: req.id, result };
+      const status = statusOf.get(result);
+      return status === undefined ? res : withUpstreamCode(res, status);
     } catch (err) {
       const e =
         err instanceof GatehouseError
