@@ -43,15 +43,16 @@ export function routeAuthenticator(opts: RouteAuthOptions): Authenticate {
     return p;
   };
   const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+  // One principal per key record (records are cached by the store): the ACL computes a caller once.
+  const principals = new WeakMap<ApiKeyRecord, Principal>();
   const keyPrincipal = (record: ApiKeyRecord | undefined, origin?: RequestOrigin): Principal => {
     if (!record) throw unauthorized(origin);
-    return checkGroups({
-      subject: record.name,
-      agent: record.agent,
-      groups: record.groups,
-      scopes: [],
-      claims: {},
-    });
+    let p = principals.get(record);
+    if (!p) {
+      p = { subject: record.name, agent: record.agent, groups: record.groups, scopes: [], claims: {} };
+      principals.set(record, p);
+    }
+    return checkGroups(p);
   };
 
   return (headers, now, origin) => {

@@ -76,6 +76,12 @@ export interface RouteDeps {
   gatewayInfo: { name: string; version: string };
 }
 
+/** A caller without identity (a route without auth): no subjects, no scopes. */
+const ANONYMOUS: { caller: AclCaller; key: string } = {
+  caller: { tokens: new Set(), scopes: new Set() },
+  key: '',
+};
+
 /** Distinct callers (subject sets) whose filtered lists are kept per view. */
 const MAX_FILTERED_VIEWS = 1_000;
 
@@ -141,8 +147,8 @@ export class Router {
   readonly #byName: ReadonlyMap<string, Upstream>;
   /** The upstream of a one-upstream route: requests the catalogue cannot place go to it unchanged. */
   readonly #sole: string | undefined;
-  /** Each session's ACL caller, computed once (a session is bound to its principal). */
-  readonly #sessionCallers = new WeakMap<GatewaySession, { caller: AclCaller; key: string }>();
+  /** Each principal's ACL caller, computed once. */
+  readonly #callers = new WeakMap<Principal, { caller: AclCaller; key: string }>();
   /** Per view (so it goes when the lists change), each caller's filtered lists and their pages. */
   readonly #filtered = new WeakMap<RouteView, Map<string, { items: Item[]; pages: RouteView['pages'] }>>();
 
@@ -297,7 +303,7 @@ export class Router {
       const acl = this.#deps.acl;
       if (acl?.governs(list.acl)) {
         // Filtered once per view, list and caller; its pages are cached like the unfiltered ones.
-        const { caller, key } = this.#caller(session);
+        const { caller, key } = this.#caller(meta.principal);
         let byCaller = this.#filtered.get(view);
         if (!byCaller) {
           byCaller = new Map();
@@ -587,7 +593,7 @@ export class Router {
     const acl = this.#deps.acl?.governs('resource') ? this.#deps.acl : undefined;
     for (const { upstream } of candidates) {
       // An upstream the caller may not read this URI from is skipped, as if it did not have it.
-      if (acl && !acl.decide(this.#caller(session).caller, 'resource', upstream, uri).allow) continue;
+      if (acl && !acl.decide(this.#caller(meta.principal).caller, 'resource', upstream, uri).allow) continue;
       const res = await this.#dispatch(
         session,
         req,
@@ -628,12 +634,17 @@ export class Router {
   ): JsonRpcResponse | undefined {
     const acl = this.#deps.acl;
     if (!acl || target.kind === 'none' || target.original === undefined || !acl.governs(target.kind)) return;
-    const decision = acl.decide(this.#caller(session).caller, target.kind, target.upstream, target.original);
+    const decision = acl.decide(
+      this.#caller(meta.principal).caller,
+      target.kind,
+      target.upstream,
+      target.original,
+    );
     if (decision.allow) return;
     let response: JsonRpcResponse;
     const stepUp = this.#deps.stepUpChallenge;
     if (stepUp && decision.missingScopes) {
-      const scopes = [...new Set([...(session.principal?.scopes ?? []), ...decision.missingScopes])];
+      const scopes = [...new Set([...(meta.principal?.scopes ?? []), ...decision.missingScopes])];
       response = Errors.policyDenied(
         `Forbidden: this ${target.kind} needs the OAuth scope ${decision.missingScopes.join(' ')}; obtain a token with it and retry`,
         { requiredScopes: decision.missingScopes },
@@ -654,24 +665,26 @@ export class Router {
     return response;
   }
 
-  /** A session's ACL caller and a key naming it (for the per-caller list cache). */
-  #caller(session: GatewaySession): { caller: AclCaller; key: string } {
-    let s = this.#sessionCallers.get(session);
+  /**
+   * The ACL's view of the request's caller and a key naming it (for the per-caller list cache). It is the
+   * principal of this request — the session's caller, whose token may have been renewed with other scopes
+   * or groups (a step-up) — computed once per principal object (validators reuse them while cached).
+   */
+  #caller(p: Principal | undefined): { caller: AclCaller; key: string } {
+    if (!p) return ANONYMOUS;
+    let s = this.#callers.get(p);
     if (!s) {
-      const p = session.principal;
-      const caller = p
-        ? aclCaller({
-            user: p.subject,
-            groups: p.groups,
-            agent: p.agent,
-            tenant: p.tenant,
-            claims: p.claimValues,
-            scopes: p.scopes,
-          })
-        : { tokens: new Set<string>(), scopes: new Set<string>() };
+      const caller = aclCaller({
+        user: p.subject,
+        groups: p.groups,
+        agent: p.agent,
+        tenant: p.tenant,
+        claims: p.claimValues,
+        scopes: p.scopes,
+      });
       const scopes = this.#deps.acl?.usesScopes ? [...caller.scopes].sort().join(' ') : '';
       s = { caller, key: `${[...caller.tokens].sort().join('\u0000')}\u0001${scopes}` };
-      this.#sessionCallers.set(session, s);
+      this.#callers.set(p, s);
     }
     return s;
   }

@@ -248,7 +248,29 @@ health: { interval: 0 }
       expect(body.error.message).toContain('docs:admin');
       expect((await docs.state()).calls.length).toBe(before);
 
-      // With the scope, the same caller gets through.
+      // The client steps up: a token with the scope, presented in the same session, gets through.
+      const stepped = await token('/docs', 'sam', ['staff'], 'mcp docs:admin');
+      const retry = await fetch(`${gw.base}/docs`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          authorization: `Bearer ${stepped}`,
+          'mcp-session-id': sid,
+          'mcp-protocol-version': '2025-11-25',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 8,
+          method: 'tools/call',
+          params: { name: 'purge', arguments: {} },
+        }),
+      });
+      expect(retry.status).toBe(200);
+      expect(await retry.text()).toContain('docs:purge');
+      expect((await docs.state()).calls.length).toBe(before + 1);
+
+      // With the scope from the start, the same caller gets through.
       const admin = await connect('/docs', await token('/docs', 'sam', ['staff'], 'mcp docs:admin'));
       try {
         const res = await admin.callTool({ name: 'purge', arguments: {} });
