@@ -105,14 +105,27 @@ async function lightPage(
     headers: session.headers,
     body: `{"jsonrpc":"2.0","id":${id},"method":"tools/list","params":${params}}`,
   });
-  const text = await res.body.text();
+  // The body is read as the chunks undici hands over, never joined into one 100s-of-KB string: only its
+  // head and tail are looked at, so the client makes next to no garbage (its GC pauses would otherwise
+  // land in the gateway's measured tail).
+  let head: Buffer | undefined;
+  let tail: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+  let bytes = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    head ??= chunk;
+    bytes += chunk.length;
+    tail = chunk.length >= 1024 ? chunk : Buffer.concat([tail, chunk]).subarray(-4096);
+  }
   received.at = performance.now();
-  if (res.statusCode !== 200) throw new Error(`tools/list -> HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
-  if (!text.startsWith(`{"jsonrpc":"2.0","id":${id},"result":{"tools":[`))
-    throw new Error(`tools/list -> unexpected answer: ${text.slice(0, 200)}`);
-  const at = text.lastIndexOf('"nextCursor":"');
+  const start = head?.subarray(0, 300).toString('utf8') ?? '';
+  if (res.statusCode !== 200) throw new Error(`tools/list -> HTTP ${res.statusCode}: ${start}`);
+  if (!start.startsWith(`{"jsonrpc":"2.0","id":${id},"result":{"tools":[`) || bytes < 2)
+    throw new Error(`tools/list -> unexpected answer: ${start.slice(0, 200)}`);
+  const end = tail.subarray(-1024).toString('latin1');
+  if (!end.endsWith('}}')) throw new Error(`tools/list -> the answer is cut short: …${end.slice(-100)}`);
+  const at = end.lastIndexOf('"nextCursor":"');
   if (at < 0) return undefined;
-  return text.slice(at + 14, text.indexOf('"', at + 14));
+  return end.slice(at + 14, end.indexOf('"', at + 14));
 }
 
 /** Every page, checked cheaply; returns the number of pages. */

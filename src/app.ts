@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
 import { basename, dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { AuditLog } from './audit/audit-log.ts';
 import { openKeyStore } from './auth/api-keys.ts';
 import { type Authenticate, routeAuthenticator } from './auth/authenticate.ts';
 import { OAuthValidator, type RequestOrigin } from './auth/oauth.ts';
@@ -26,8 +27,10 @@ import { MemorySessionStore } from './state/session-store.ts';
 import { type ExchangeSink, fanOut } from './telemetry/events.ts';
 import { logSink } from './telemetry/log-sink.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
+import { GatewayMetrics, serveMetrics } from './telemetry/metrics.ts';
+import { resourceTemplateLabeller } from './telemetry/resource-templates.ts';
 import { LegacySseUpstream } from './upstream/legacy-sse.ts';
-import { loadOpenApi, sanitizeName, toolsFromOpenApi } from './upstream/rest/openapi.ts';
+import { loadOpenApi, toolsFromOpenApi } from './upstream/rest/openapi.ts';
 import { type CompiledRestTool, compileRestTool } from './upstream/rest/tools.ts';
 import { RestUpstream } from './upstream/rest/upstream.ts';
 import { StdioUpstream } from './upstream/stdio.ts';
@@ -53,6 +56,8 @@ export interface Gateway {
   readonly catalog: Catalog;
   /** The admin API's own listener (admin.listen), once started: http://host:port. */
   readonly adminUrl: string | undefined;
+  /** The audit log (its stats, stores, purge), unless audit.enabled is false. */
+  readonly audit: AuditLog | undefined;
 }
 
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
@@ -60,6 +65,26 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const logger = options.logger ?? createLogger(config.log.level, undefined, [config.api_keys.header]);
   const sinks: ExchangeSink[] = options.sink ? [options.sink] : [];
   if (logger.isLevelEnabled('debug')) sinks.push(logSink(logger));
+  const metrics = config.metrics.enabled
+    ? new GatewayMetrics({
+        maxLabelValues: config.metrics.max_label_values,
+        maxLabelLength: config.metrics.max_label_length,
+        maxSeries: config.metrics.max_series,
+        resourceUriPrefix: config.metrics.resource_uri_prefix,
+      })
+    : undefined;
+  if (metrics) sinks.push(metrics);
+  // The audit log (on by default: SQLite next to the config); sinks open at start().
+  const audit = config.audit.enabled
+    ? await AuditLog.create({
+        config: config.audit,
+        routes: config.routes,
+        baseDir,
+        resolveSecret: (ref) => resolveSecret(ref, baseDir, loaded.env ?? process.env),
+        logger: logger.child({ component: 'audit' }),
+      })
+    : undefined;
+  if (audit) sinks.push(audit);
   const sink = fanOut(sinks);
 
   // Identity to upstreams (upstream `auth`): the gateway's signing key, token exchange, static credentials.
@@ -74,7 +99,16 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   for (const [name, uc] of Object.entries(config.upstreams)) {
     upstreams.set(
       name,
-      await buildUpstream(name, uc, config, baseDir, loaded.env ?? process.env, logger, identity),
+      await buildUpstream(
+        name,
+        uc,
+        config,
+        baseDir,
+        loaded.env ?? process.env,
+        logger,
+        identity,
+        loaded.file,
+      ),
     );
   }
 
@@ -99,6 +133,18 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   catalog.onChange((route, profile, kinds) => {
     for (const s of sessions.of(route, profile)) s.notifyListChanged(kinds);
   });
+  // Gauges read at scrape time; resource URIs labelled by the route's templates (the default profile's view).
+  // The audit writer's figures: metrics?.setAuditStats(() => audit.stats()) once audit is wired.
+  metrics?.setSources({
+    routes: config.routes.map((r) => r.path),
+    upstreams: () => [...upstreams].map(([n, u]) => [n, u.health()] as const),
+    sessionsByRoute: () => sessions.countByRoute(),
+    stdioProcesses: () =>
+      [...upstreams.values()]
+        .filter((u): u is StdioUpstream => u instanceof StdioUpstream)
+        .map((u) => [u.name, u.processCount] as const),
+    resourceLabel: resourceTemplateLabeller((route) => catalog.view(route, '')),
+  });
   const cursors = new CursorCodec();
   const routers = config.routes.map(
     (r) =>
@@ -108,7 +154,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         catalog,
         cursors,
         pageSize: r.page_size,
-        acl: routeAcl(r, config),
+        acl: routeAcl(r, config, upstreams),
         stepUpChallenge:
           r.acl?.deny_response === 'step_up'
             ? (scopes: readonly string[]) => stepUpChallenge(oauthByRoute.get(r.path), scopes)
@@ -222,7 +268,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       routeAuthenticator({
         keys: auth.api_keys && keyStore ? { store: keyStore, header: config.api_keys.header } : undefined,
         oauth,
-        requiredGroups: auth.groups_required ? aclGroups(routeAclConfig(r, config)) : undefined,
+        requiredGroups: auth.groups_required ? aclGroups(routeAclConfig(r, config, upstreams)) : undefined,
       }),
     );
   }
@@ -258,7 +304,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       return out;
     },
     isDraining: () => draining,
+    auditGate: audit ? (route: string) => audit.refusal(route) : undefined,
+    latencyHeaders: config.metrics.latency_headers,
   });
+  if (metrics && config.metrics.listener === 'main') serveMetrics(edge, config.metrics.path, metrics);
 
   // The admin API: under /admin on the main listener, or on its own listener (then not on the main one).
   let adminListener: FastifyInstance | undefined;
@@ -294,12 +343,15 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         return out;
       },
       sessionsByRoute: () => sessions.countByRoute(),
+      audit,
       logger: logger.child({ component: 'admin' }),
     };
     if (config.admin.listen)
       adminListener = buildAdminListener(adminDeps, { maxBodyBytes: config.limits.max_body_bytes });
     else registerAdminApi(edge, adminDeps);
   }
+  if (metrics && config.metrics.listener === 'admin' && adminListener)
+    serveMetrics(adminListener, config.metrics.path, metrics);
 
   const watchers: FSWatcher[] = [];
 
@@ -308,6 +360,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     logger,
     edge,
     catalog,
+    audit,
     get adminUrl() {
       return adminUrl;
     },
@@ -316,6 +369,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       const bound = edge.server.address();
       if (bound && typeof bound === 'object') boundPort = bound.port;
       catalog.start();
+      audit?.start();
       if (tls) {
         // Certificate rotation: reload the pair whenever either file changes.
         const reload = async () => {
@@ -380,6 +434,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       await catalog.stop();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
       await keyStore?.close();
+      // Last: every exchange above has emitted its record; what the sinks cannot take now is spooled.
+      await audit?.stop();
     },
   };
 }
@@ -392,6 +448,7 @@ async function buildUpstream(
   env: NodeJS.ProcessEnv,
   logger: Logger,
   identity: UpstreamIdentity,
+  configFile: string,
 ): Promise<Upstream> {
   const log = logger.child({ upstream: name });
   if (uc.type === 'stdio') {
@@ -432,13 +489,14 @@ async function buildUpstream(
   if (uc.type === 'rest') {
     const query: Record<string, string> = {};
     for (const [k, v] of Object.entries(uc.query)) query[k] = await resolveSecret(v, baseDir, env);
-    const { baseUrl, tools } = await restTools(name, uc, baseDir, log);
+    const { baseUrl, tools, acls } = await restTools(name, uc, baseDir, log, configFile);
     return new RestUpstream({
       name,
       baseUrl,
       headers,
       query,
       tools,
+      toolAcls: acls,
       credentials: auth.credentials,
       connectTimeoutMs: uc.connect_timeout,
       requestTimeoutMs: uc.request_timeout,
@@ -476,10 +534,12 @@ async function restTools(
   uc: RestUpstreamConfig,
   baseDir: string,
   log: Logger,
-): Promise<{ baseUrl: string; tools: CompiledRestTool[] }> {
+  file: string,
+): Promise<{ baseUrl: string; tools: CompiledRestTool[]; acls: [string, AclRule][] }> {
   const problem = (path: string, message: string) =>
-    new ConfigError('config', [{ path: `upstreams.${name}.${path}`, message }]);
+    new ConfigError(file, [{ path: `upstreams.${name}.${path}`, message }]);
   const tools: CompiledRestTool[] = [];
+  const acls: [string, AclRule][] = [];
   let baseUrl = uc.base_url;
   if (uc.openapi) {
     let generated: ReturnType<typeof toolsFromOpenApi>;
@@ -492,6 +552,7 @@ async function restTools(
     for (const spec of generated.tools) {
       try {
         tools.push(compileRestTool(spec));
+        if (spec.acl) acls.push([spec.name, spec.acl]);
       } catch (err) {
         log.warn(
           { openapi: uc.openapi.spec },
@@ -507,29 +568,21 @@ async function restTools(
     if (names.has(t.name))
       throw problem('tools', `tool "${t.name}" is also generated from the OpenAPI document`);
     tools.push(compileRestTool(t));
+    if (t.acl) acls.push([t.name, t.acl]);
   }
-  return { baseUrl, tools };
-}
-
-/** The ACL rules of a REST upstream's tools (declared, and OpenAPI overrides by generated name). */
-function restToolAcls(u: RestUpstreamConfig): [string, AclRule][] {
-  const out: [string, AclRule][] = u.tools.filter((t) => t.acl).map((t) => [t.name, t.acl!]);
-  for (const [key, o] of Object.entries(u.openapi?.overrides ?? {}))
-    if (o.acl)
-      out.push([
-        o.name ?? sanitizeName(key.replace(/^([A-Z]+) \//, (_m, m: string) => `${m.toLowerCase()}_/`)),
-        o.acl,
-      ]);
-  return out;
+  return { baseUrl, tools, acls };
 }
 
 /** A route's access rules: its own, and the ACLs on the tool entries of the upstreams it serves. */
-function routeAclConfig(r: RouteConfig, config: Config): AclConfig {
+function routeAclConfig(r: RouteConfig, config: Config, upstreams: ReadonlyMap<string, Upstream>): AclConfig {
   const toolEntries: Record<string, AclRule> = {};
   for (const name of r.upstreams) {
     const u = config.upstreams[name];
-    if (u?.type === 'rest') {
-      for (const [tool, acl] of restToolAcls(u)) toolEntries[`${name}:${tool}`] = acl;
+    const up = upstreams.get(name);
+    if (up instanceof RestUpstream || u?.type === 'rest') {
+      // Declared with the tool, or given to a generated one by an OpenAPI override (by its final name).
+      if (up instanceof RestUpstream)
+        for (const [tool, acl] of up.options.toolAcls) toolEntries[`${name}:${tool}`] = acl;
       continue;
     }
     for (const [tool, o] of Object.entries(u?.tools?.overrides ?? {}))
@@ -538,8 +591,12 @@ function routeAclConfig(r: RouteConfig, config: Config): AclConfig {
   return { ...r.acl, toolEntries };
 }
 
-function routeAcl(r: RouteConfig, config: Config): AclPolicy | undefined {
-  const acl = new AclPolicy(routeAclConfig(r, config));
+function routeAcl(
+  r: RouteConfig,
+  config: Config,
+  upstreams: ReadonlyMap<string, Upstream>,
+): AclPolicy | undefined {
+  const acl = new AclPolicy(routeAclConfig(r, config, upstreams));
   return acl.empty ? undefined : acl;
 }
 

@@ -3,9 +3,11 @@
 import { Command } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { GATEWAY_INFO } from '../version.ts';
+import { auditExport, auditQuery, auditVerify } from './audit.ts';
 import { demo } from './demo.ts';
 import { importKongCommand } from './import.ts';
 import { createKey, listKeys, revokeKey } from './keys.ts';
+import { openapiCommand } from './openapi.ts';
 import { schemaText } from './schema.ts';
 import { serve } from './serve.ts';
 import { validate } from './validate.ts';
@@ -77,6 +79,57 @@ keys
     process.exitCode = await revokeKey(flags);
   });
 
+const audit = program.command('audit').description('the audit log: query, export and verify its records');
+/** The record filters shared by query and export. */
+const auditFilters = (c: Command) =>
+  c
+    .option('--since <when>', 'records from: a duration back (30m, 1h, 7d) or a date (2026-01-31T12:00:00Z)')
+    .option('--until <when>', 'records up to (same forms)')
+    .option('--user <id>', 'user_id (a raw id also finds its pseudonym)')
+    .option('--agent <id>', 'agent_identity')
+    .option('--tenant <id>', 'tenant')
+    .option('--tool <name>', 'tool_name (the upstream\'s own name)')
+    .option('--resource <uri>', 'resource_uri')
+    .option('--prompt <name>', 'prompt_name')
+    .option('--decision <allow|deny>', 'decision')
+    .option('--route <path>', 'route, e.g. /mcp')
+    .option('--server <name>', 'mcp_server (upstream)')
+    .option('--method <method>', 'mcp_method, e.g. tools/call')
+    .option('--session <id>', 'session_id')
+    .option('--trace <id>', 'trace_id')
+    .option('--outcome <outcome>', 'ok, error, denied, upstream_error, cancelled');
+auditFilters(
+  audit
+    .command('query')
+    .description('records matching the filters, newest first (a table, or JSON lines with --json)')
+    .option(...configOption)
+    .option('--sink <name>', 'the sink to read (default: the first sqlite or postgres sink)')
+    .option('--limit <n>', 'at most this many records (default 50)'),
+)
+  .option('--json', 'JSON lines instead of a table')
+  .action(async (flags: Record<string, string | boolean | undefined>) => {
+    process.exitCode = await auditQuery(flags);
+  });
+auditFilters(
+  audit
+    .command('export')
+    .description('records matching the filters, oldest first, as JSON lines (with their chain hashes)')
+    .option(...configOption)
+    .option('--sink <name>', 'the sink to read (default: the first sqlite or postgres sink)'),
+).action(async (flags: Record<string, string | undefined>) => {
+  process.exitCode = await auditExport(flags);
+});
+audit
+  .command('verify')
+  .description('prove the records of a range complete and unaltered (hash chain); exit 1 at the first broken record')
+  .option(...configOption)
+  .option('--sink <name>', 'verify this sink only (default: every sqlite, postgres and jsonl sink)')
+  .option('--since <when>', 'from: a duration back (7d) or a date')
+  .option('--until <when>', 'up to: a duration back or a date')
+  .action(async (flags: { config?: string; sink?: string; since?: string; until?: string }) => {
+    process.exitCode = await auditVerify(flags);
+  });
+
 program
   .command('schema')
   .description('print the JSON Schema of the config file (for editors)')
@@ -94,6 +147,17 @@ program
   .option('-o, --output <file>', 'write the config to this file (default: stdout)')
   .action(async (file: string, flags: { output?: string }) => {
     process.exitCode = await importKongCommand(file, flags);
+  });
+
+program
+  .command('openapi <file-or-url>')
+  .description(
+    'print a REST upstream (type: rest, its tools inline) generated from an OpenAPI document, to review and commit',
+  )
+  .option('--name <name>', "the upstream's name (default: from the document's title)")
+  .option('--base-url <url>', "the API's base URL (default: the document's first server)")
+  .action(async (source: string, flags: { name?: string; baseUrl?: string }) => {
+    process.exitCode = await openapiCommand(source, flags);
   });
 
 program

@@ -517,6 +517,33 @@ const routeSchema = z.strictObject({
     })
     .prefault({})
     .meta({ description: "How the route exposes its upstreams' resources and resource templates." }),
+  audit: z.enum(['required', 'best_effort']).default('required').meta({
+    description:
+      'required (default): while audit records cannot be kept (queue full and spool unavailable), new calls get 503 rather than being served unaudited. best_effort: calls are served; every record lost is counted and logged.',
+  }),
+  audit_payloads: z
+    .strictObject({
+      arguments: z.boolean().default(true).meta({ description: 'Record the arguments (params) of each call.' }),
+      results: z.boolean().default(false).meta({ description: 'Record the result (or error) of each call.' }),
+      redact_paths: z
+        .array(
+          z
+            .string()
+            .regex(
+              /^(\$\.?)?[^.[\]]+(\[(\*|\d+)\])*(\.[^.[\]]+(\[(\*|\d+)\])*)*$/,
+              'an argument path such as card.number, items[*].ssn or $.password',
+            ),
+        )
+        .default([])
+        .meta({
+          description: 'Argument paths whose values are replaced by "[redacted]" (dots, [n], [*] and * segments).',
+        }),
+    })
+    .optional()
+    .meta({
+      description:
+        "Record payloads in this route's audit records (off by default); audit.redact_fields applies too.",
+    }),
   page_size: z.int().min(1).max(10_000).default(500).meta({
     description:
       'Items per page of tools/list, prompts/list, resources/list and resources/templates/list (cursors continue).',
@@ -753,6 +780,40 @@ export const configSchema = z
       })
       .prefault({})
       .meta({ description: 'API keys for agents: where they are kept, how they are sent.' }),
+    tracing: z
+      .strictObject({
+        enabled: z.boolean().default(false).meta({
+          description:
+            'Export OpenTelemetry spans (a SERVER span per MCP request, a CLIENT span per upstream call). Off: a client traceparent is still passed on to upstreams and recorded as the trace id.',
+        }),
+        endpoint: z
+          .url({ protocol: /^https?$/ })
+          .optional()
+          .meta({
+            description:
+              'OTLP/HTTP (JSON) traces URL, e.g. http://otel-collector:4318/v1/traces. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces), else http://localhost:4318/v1/traces.',
+          }),
+        headers: z.record(z.string(), secret).default({}).meta({
+          description: 'Headers of the export requests (e.g. an API key of the tracing backend); secrets allowed.',
+        }),
+        service_name: z
+          .string()
+          .min(1)
+          .default('gatehouse')
+          .meta({ description: 'The service.name of the spans.' }),
+        sample_ratio: z.number().min(0).max(1).default(1).meta({
+          description:
+            "Share of new traces recorded (0..1). Parent-based: a request whose client sent a traceparent follows its sampled flag.",
+        }),
+        include_user: z.boolean().default(false).meta({
+          description: "Record the caller's subject (user.id), agent and tenant on spans.",
+        }),
+        export_delay: duration('5s').meta({
+          description: 'Longest time a finished span waits before its batch (up to 512 spans) is exported.',
+        }),
+      })
+      .prefault({})
+      .meta({ description: 'Distributed tracing (OpenTelemetry, OTLP/HTTP); off by default. See docs/tracing.md.' }),
     admin: z
       .strictObject({
         listen: z
@@ -787,6 +848,47 @@ export const configSchema = z
         description:
           'The admin API (/admin/…: API keys, catalogue, sessions). Off without this block; callers need an API key with the admin role or a token in an admin group.',
       }),
+    metrics: z
+      .strictObject({
+        enabled: z.boolean().default(true).meta({ description: 'Collect metrics and serve them.' }),
+        path: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~\-/]*$/, 'a path such as /metrics')
+          .refine(
+            (p) => p === '/metrics' || !RESERVED_PATHS.some((r) => r.test(p)),
+            'reserved path: /.well-known/*, /healthz, /readyz and /admin/* belong to the gateway',
+          )
+          .default('/metrics')
+          .meta({ description: 'Where the Prometheus text exposition is served (GET, no credential).' }),
+        listener: z.enum(['main', 'admin']).default('main').meta({
+          description:
+            "main: on the gateway's listener; admin: on the admin API's own listener (needs admin.listen), not on the main one.",
+        }),
+        latency_headers: z.boolean().default(false).meta({
+          description:
+            'Add X-Gatehouse-Latency (the gateway\'s own time, ms) and X-Gatehouse-Upstream-Latency (time waiting for the upstream, ms) to JSON answers of MCP requests (not to streams).',
+        }),
+        max_label_values: z.int().min(10).max(100_000).default(1000).meta({
+          description:
+            'Distinct values kept per label fed by callers or upstreams (tool_name, resource_uri, prompt_name, mcp_method, rpc_code, upstream_response_code); later ones are counted as "__other__".',
+        }),
+        max_label_length: z.int().min(16).max(1024).default(128).meta({
+          description: 'Longest label value kept; longer ones are cut (and end with "…").',
+        }),
+        max_series: z.int().min(100).max(1_000_000).default(10_000).meta({
+          description:
+            'Label combinations kept for the per-request metrics; later ones are counted under the route with every other label "__other__".',
+        }),
+        resource_uri_prefix: z.int().min(0).max(1024).default(32).meta({
+          description:
+            'A resource URI that is neither listed nor matches a resource template is cut to this many characters (0: "__unmatched__") before the distinct-value cap applies.',
+        }),
+      })
+      .prefault({})
+      .meta({
+        description:
+          'Prometheus metrics (calls, durations, bytes, denials, upstream health, sessions, processes, audit backlog) and latency response headers. See docs/metrics.md.',
+      }),
     identity: z
       .strictObject({
         issuer: z.string().optional().meta({
@@ -803,6 +905,171 @@ export const configSchema = z
         description:
           'Gateway-signed identity assertions to upstreams, and their keys at /.well-known/jwks.json.',
       }),
+    audit: (() => {
+      // One record per MCP request and per refusal, written off the request path (see docs/audit.md).
+      const DAY = 86_400_000;
+      const sinkName = z
+        .string()
+        .regex(NAME, 'sink names use letters, digits, _ and -')
+        .optional()
+        .meta({ description: 'A unique name for the sink (default: its type); spool files, stats, --sink.' });
+      const retention = duration('90d')
+        .refine((ms) => ms >= 7 * DAY, 'retention must be at least 7d')
+        .meta({
+          description:
+            'How long records are kept (at least 7d; default 90d); older ones are purged periodically, the cut recorded in the chain.',
+        });
+      const privacy = {
+        pseudonymize: z
+          .strictObject({
+            key: secret.meta({ description: 'The HMAC key (a secret); the same key gives the same pseudonym.' }),
+            fields: z
+              .array(z.enum(['user_id', 'agent_identity', 'tenant', 'client_ip', 'session_id']))
+              .default(['user_id'])
+              .meta({ description: 'Fields replaced by their keyed HMAC-SHA256 (default: user_id).' }),
+          })
+          .optional()
+          .meta({
+            description:
+              'Pseudonymise identities in this sink (keyed HMAC): queries by the raw value still work for holders of the key.',
+          }),
+        omit: z
+          .array(
+            z.enum([
+              'client_ip',
+              'user_agent',
+              'arguments',
+              'result',
+              'error_message',
+              'reason',
+              'session_id',
+              'trace_id',
+            ]),
+          )
+          .default([])
+          .meta({ description: 'Fields never written to this sink (stored as null).' }),
+      };
+      const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+      const sink = z
+        .discriminatedUnion('type', [
+          z.strictObject({
+            type: z.literal('sqlite').meta({ description: 'SQLite (built into Node, WAL mode): the default.' }),
+            name: sinkName,
+            path: z.string().min(1).default('gatehouse-audit.db').meta({
+              description: 'The database file, relative to the config file.',
+            }),
+            retention,
+            ...privacy,
+          }),
+          z.strictObject({
+            type: z.literal('postgres').meta({ description: 'PostgreSQL; tables created and migrated by the gateway.' }),
+            name: sinkName,
+            url: secret.meta({ description: 'postgres:// connection URL (a secret: it may hold a password).' }),
+            schema: z
+              .string()
+              .regex(IDENT, 'a lower-case SQL identifier')
+              .optional()
+              .meta({ description: 'Schema of the tables (created when absent); default: the search_path.' }),
+            table: z
+              .string()
+              .regex(IDENT, 'a lower-case SQL identifier')
+              .default('gatehouse_audit')
+              .meta({ description: 'Table of the records (its checkpoints go to <table>_checkpoints).' }),
+            retention,
+            ...privacy,
+          }),
+          z.strictObject({
+            type: z.literal('jsonl').meta({ description: 'JSON Lines files, rotated by size (for log shippers).' }),
+            name: sinkName,
+            path: z.string().min(1).default('gatehouse-audit.jsonl').meta({
+              description: 'The current file, relative to the config file; rotated ones get .1, .2, …',
+            }),
+            max_size: size('100MiB').meta({ description: 'Rotate the file when it reaches this size.' }),
+            keep: z.int().min(1).default(10).meta({ description: 'Rotated files kept.' }),
+            retention,
+            ...privacy,
+          }),
+          z.strictObject({
+            type: z.literal('stdout').meta({
+              description: 'One JSON line per record on stdout ("type":"gatehouse.audit"), beside the logs.',
+            }),
+            name: sinkName,
+            ...privacy,
+          }),
+        ])
+        .transform((s) => ({ ...s, name: s.name ?? s.type }));
+      return z
+        .strictObject({
+          enabled: z.boolean().default(true).meta({ description: 'Audit every MCP request (default true).' }),
+          sinks: z.array(sink).min(1).prefault([{ type: 'sqlite' }]).meta({
+            description: 'Where records go, several at once (default: one SQLite file next to the config).',
+          }),
+          queue_size: z.int().min(1).default(10_000).meta({
+            description: 'Records held in memory per sink before they overflow to the spool.',
+          }),
+          batch_size: z.int().min(1).max(1000).default(500).meta({
+            description: 'Records written per batch (one transaction).',
+          }),
+          flush_interval: duration('50ms').meta({
+            description: 'How long records may wait to be batched before they are written.',
+          }),
+          spool: z
+            .strictObject({
+              dir: z.string().min(1).default('gatehouse-audit-spool').meta({
+                description: 'Directory of the spool files (one per sink), relative to the config file.',
+              }),
+              max_size: size('1GiB').meta({
+                description: 'Largest spool file per sink; 0 disables spooling (records then wait in memory only).',
+              }),
+            })
+            .prefault({})
+            .meta({
+              description:
+                'Local disk where records wait, in order, while a sink is down or its queue is full; replayed when it is back.',
+            }),
+          purge_interval: duration('1h').meta({ description: 'How often the retention purge runs.' }),
+          redact_fields: z
+            .array(z.string().min(1))
+            .default([
+              'password',
+              'passwd',
+              'secret',
+              'token',
+              'access_token',
+              'refresh_token',
+              'id_token',
+              'client_secret',
+              'api_key',
+              'apikey',
+              'authorization',
+              'cookie',
+            ])
+            .meta({
+              description:
+                'Object keys (case-insensitive) whose values are replaced by "[redacted]" anywhere in audited payloads.',
+            }),
+          max_payload_bytes: size('64KiB').meta({
+            description: 'Audited arguments/results larger than this are replaced by a truncation marker.',
+          }),
+        })
+        .prefault({})
+        .superRefine((a, ctx) => {
+          const seen = new Set<string>();
+          a.sinks.forEach((s, i) => {
+            if (seen.has(s.name))
+              ctx.addIssue({
+                code: 'custom',
+                path: ['sinks', i, 'name'],
+                message: `duplicate audit sink name "${s.name}": give each sink of this type a name`,
+              });
+            seen.add(s.name);
+          });
+        })
+        .meta({
+          description:
+            'The audit log: one tamper-evident record per MCP request (and per refusal), in SQLite, PostgreSQL, JSON Lines files and/or stdout. On by default (SQLite next to the config).',
+        });
+    })(),
     health: z
       .strictObject({
         interval: duration('30s').meta({
@@ -830,6 +1097,7 @@ export const configSchema = z
     (c, ctx) => {
       const routes: unknown = c.routes;
       const upstreams: unknown = c.upstreams;
+      metricsProblems(c, ctx);
       if (!Array.isArray(routes)) return;
       const known = typeof upstreams === 'object' && upstreams !== null ? Object.keys(upstreams) : [];
       const seen = new Set<string>();
@@ -876,6 +1144,35 @@ export const configSchema = z
     },
     { when: () => true },
   );
+
+/** metrics: its path must not be a route's, and the admin listener must exist to serve it there. */
+function metricsProblems(c: unknown, ctx: z.RefinementCtx): void {
+  const { metrics, admin, routes } = c as { metrics?: unknown; admin?: unknown; routes?: unknown };
+  const m = metrics as { enabled?: unknown; path?: unknown; listener?: unknown } | undefined;
+  if (!m || m.enabled === false) return;
+  if (m.listener === 'admin' && !(admin as { listen?: unknown } | undefined)?.listen) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['metrics', 'listener'],
+      message: 'metrics on the admin listener need admin.listen (the admin API on its own listener)',
+    });
+  }
+  if (m.listener !== 'admin' && typeof m.path === 'string' && Array.isArray(routes)) {
+    const taken = routes.some(
+      (r: { path?: unknown }) =>
+        typeof r?.path === 'string' &&
+        [r.path, `${r.path === '/' ? '' : r.path}/sse`, `${r.path === '/' ? '' : r.path}/messages`].includes(
+          m.path as string,
+        ),
+    );
+    if (taken)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metrics', 'path'],
+        message: `metrics.path ${m.path} is an MCP endpoint of a route; choose another path`,
+      });
+  }
+}
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

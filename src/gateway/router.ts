@@ -54,6 +54,8 @@ export interface RequestMeta {
   /** W3C trace context of the exchange (set by tracing, or taken from the client). */
   traceId?: string | undefined;
   spanId?: string | undefined;
+  /** Time spent waiting for upstreams so far, ms (set by the router; for the latency headers). */
+  upstreamMs?: number | undefined;
 }
 
 export interface RouteDeps {
@@ -569,6 +571,7 @@ export class Router {
       session.untrackRequest(key, tracked);
     }
     const upstreamMs = performance.now() - t;
+    meta.upstreamMs = (meta.upstreamMs ?? 0) + upstreamMs;
     if (!chain.empty) {
       response = await chain
         .onResponse(ctx, response)
@@ -847,7 +850,10 @@ export class Router {
       tenant: p?.tenant,
       targetKind: kind,
       isError: 'result' in response && response.result.isError === true ? true : undefined,
-      upstreamCode: upstreamCode(response),
+      // An error answer an upstream gave (not one the gateway made when the call failed) is the upstream's code.
+      upstreamCode:
+        upstreamCode(response) ??
+        (outcome === 'error' && upstreamMs !== undefined && 'error' in response ? response.error.code : undefined),
       clientIp: meta.clientIp,
       userAgent: meta.userAgent,
       requestBytes: meta.bytesIn,

@@ -22,6 +22,8 @@ import { parseDuration } from '../config/units.ts';
 import { GatehouseError } from '../mcp/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamHealth } from '../upstream/types.ts';
+import type { AuditStore } from '../audit/store.ts';
+import { decodeCursor, encodeCursor, parseFilter, presentRecord } from '../audit/query.ts';
 
 export const ADMIN_PREFIX = '/admin';
 /** The role an API key needs to use the admin API. */
@@ -38,6 +40,8 @@ export interface AdminDeps {
   upstreamTypes: Readonly<Record<string, string>>;
   upstreamHealth(): Record<string, UpstreamHealth>;
   sessionsByRoute(): ReadonlyMap<string, number>;
+  /** The audit log's stores (GET /admin/audit), unless audit is off. */
+  audit?: { store(name?: string): AuditStore | undefined } | undefined;
   logger: Logger;
 }
 
@@ -185,6 +189,49 @@ async function createKey(req: AdminRequest, deps: AdminDeps): Promise<AdminReply
   };
 }
 
+/** GET /admin/audit: the audit query of `gatehouse audit query`, newest first, a page at a time. */
+async function auditRecords(req: AdminRequest, deps: AdminDeps): Promise<AdminReply> {
+  const q = req.query;
+  const name = q.get('sink') ?? undefined;
+  const store = deps.audit?.store(name);
+  if (!store)
+    throw new AdminError(
+      404,
+      'not_found',
+      `Not Found: ${name ? `no SQLite or PostgreSQL audit sink named ${JSON.stringify(name)}` : 'audit is off, or has no SQLite or PostgreSQL sink to query'}`,
+    );
+  let filter: ReturnType<typeof parseFilter>;
+  let after: number | undefined;
+  const limit = q.get('limit') === null ? 100 : Number(q.get('limit'));
+  try {
+    filter = parseFilter((k) => q.get(k) ?? undefined, req.now);
+    const cursor = q.get('cursor');
+    after = cursor ? decodeCursor(cursor) : undefined;
+  } catch (err) {
+    throw badRequest((err as Error).message);
+  }
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badRequest('"limit" must be 1..1000');
+  let records: Awaited<ReturnType<AuditStore['query']>>;
+  try {
+    records = await store.query(filter, { limit, after });
+  } catch (err) {
+    deps.logger.warn({ sink: store.name, err: (err as Error).message }, 'admin API: audit query failed');
+    throw new AdminError(
+      503,
+      'audit_unavailable',
+      `Service Unavailable: the audit sink "${store.name}" cannot be read now; retry shortly`,
+    );
+  }
+  const last = records[records.length - 1];
+  return {
+    body: {
+      sink: store.name,
+      records: records.map(presentRecord),
+      next_cursor: records.length === limit && last ? encodeCursor(last.seq) : null,
+    },
+  };
+}
+
 export const ADMIN_ENDPOINTS: readonly AdminEndpoint[] = [
   {
     method: 'GET',
@@ -259,6 +306,7 @@ export const ADMIN_ENDPOINTS: readonly AdminEndpoint[] = [
       return { body: { total: routes.reduce((n, r) => n + r.sessions, 0), routes } };
     },
   },
+  { method: 'GET', path: '/audit', handler: auditRecords },
 ];
 
 // ---------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import type { Authenticate } from '../auth/authenticate.ts';
 import type { ReplyChannel, Router } from '../gateway/router.ts';
 import type { GatewaySession } from '../gateway/session.ts';
 import { principalKey, type SessionRegistry } from '../gateway/sessions.ts';
-import { asGatehouseError, Errors } from '../mcp/errors.ts';
+import { asGatehouseError, Errors, type GatehouseError } from '../mcp/errors.ts';
 import {
   ErrorCode,
   errorResponse,
@@ -28,6 +28,8 @@ export interface LegacyEndpointDeps {
   keepaliveMs: number;
   /** The route's authentication, when it has one: a principal, or a thrown 401. */
   authenticate: Authenticate | undefined;
+  /** `audit: required`: the refusal (503) of new calls while audit records cannot be kept. */
+  auditGate?: ((route: string) => GatehouseError | undefined) | undefined;
   /** Streams that have not initialized yet, at most (they hold a connection each). */
   maxPending: number;
   /** How long a stream may stay without initialize before it is ended. */
@@ -128,6 +130,9 @@ export function registerLegacySseEndpoint(app: FastifyInstance, deps: LegacyEndp
         'Invalid Request: JSON-RPC batches are not part of the 2024-11-05 transport',
       );
     const msg = parsed.messages[0];
+    // A call that could not be audited is not served (the refusal is the POST's answer).
+    const refusal = isRequest(msg) ? deps.auditGate?.(router.path) : undefined;
+    if (refusal) throw refusal;
     // Accepted at once: the answer travels on the stream, possibly much later.
     void reply.code(202).headers(deps.corsHeaders(req)).send('Accepted');
     const send = (x: JsonRpcMessage) => conn.writer.send(x);

@@ -34,6 +34,27 @@ export interface EndpointDeps {
   keepaliveMs: number;
   /** The route's authentication, when it has one: a principal, or a thrown 401. */
   authenticate: Authenticate | undefined;
+  /** X-Gatehouse-Latency and X-Gatehouse-Upstream-Latency on JSON answers (metrics.latency_headers). */
+  latencyHeaders?: boolean;
+  /** `audit: required`: the refusal (503) of new calls while audit records cannot be kept. */
+  auditGate?: ((route: string) => GatehouseError | undefined) | undefined;
+}
+
+/** Refusals already recorded as exchange events here (the error handler records the others). */
+const recorded = new WeakSet<object>();
+export function recordedAtEdge(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && recorded.has(err);
+}
+
+const NO_LATENCY: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/** The gateway's own time and the upstream's (ms, to the microsecond), like Kong's latency headers. */
+function latency(m: RequestMeta): Record<string, string> {
+  const up = m.upstreamMs;
+  const own = performance.now() - m.t0 - (up ?? 0);
+  const h: Record<string, string> = { 'x-gatehouse-latency': own.toFixed(3) };
+  if (up !== undefined) h['x-gatehouse-upstream-latency'] = up.toFixed(3);
+  return h;
 }
 
 /** The code of the answer the gateway makes for a request the client cancelled. */
@@ -44,6 +65,7 @@ const RETRY_MS = 1000;
 export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): void {
   const { router, sessions } = deps;
   const path = router.path;
+  const latencyOf = deps.latencyHeaders ? latency : () => NO_LATENCY;
 
   /** A session for this request: the header is required (400), the session must exist (404). */
   async function sessionFor(req: FastifyRequest, m: RequestMeta): Promise<GatewaySession> {
@@ -76,6 +98,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       outcome: 'error',
       httpStatus: err.httpStatus,
       rpcCode: err.rpcCode,
+      reason: err.message,
       durationMs: performance.now() - m.t0,
       upstreamMs: undefined,
       requestId: m.requestId,
@@ -87,6 +110,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       traceId: m.traceId,
       spanId: m.spanId,
     });
+    recorded.add(err);
     throw err;
   }
 
@@ -131,6 +155,11 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
     }
     const messages = parsed.messages;
     const first = messages[0];
+    if (deps.auditGate) {
+      // Checked before anything is dispatched: a call that could not be audited is not served.
+      const refusal = messages.some(isRequest) ? deps.auditGate(path) : undefined;
+      if (refusal) rejectEdge(m, isRequest(first) ? first.method : '', refusal);
+    }
     if (!parsed.batch && isRequest(first) && first.method === 'initialize') {
       if (header(req, 'mcp-session-id')) {
         rejectEdge(
@@ -143,7 +172,11 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       }
       const { response, session } = await router.initialize(first, m);
       if (session) reply.header('mcp-session-id', session.id);
-      return reply.code(200).headers(deps.corsHeaders(req)).type(JSON_TYPE).send(JSON.stringify(response));
+      return reply
+        .code(200)
+        .headers({ ...deps.corsHeaders(req), ...latencyOf(m) })
+        .type(JSON_TYPE)
+        .send(JSON.stringify(response));
     }
     if (parsed.batch && messages.some((x) => isRequest(x) && x.method === 'initialize')) {
       rejectEdge(
@@ -228,6 +261,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         const head = Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":`);
         reply.raw.writeHead(200, {
           ...deps.corsHeaders(req),
+          ...latencyOf(m),
           'content-type': 'application/json; charset=utf-8',
           'content-length': head.length + raw.length + 1,
         });
@@ -239,7 +273,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
       const http = httpAnswer(response);
       return reply
         .code(http?.status ?? 200)
-        .headers({ ...deps.corsHeaders(req), ...http?.headers })
+        .headers({ ...deps.corsHeaders(req), ...latencyOf(m), ...http?.headers })
         .type(JSON_TYPE)
         .send(serialize(response));
     }

@@ -18,7 +18,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamHealth } from '../upstream/types.ts';
 import { buildOriginPolicy } from './guards.ts';
 import { legacyPaths, registerLegacySseEndpoint } from './legacy-sse-endpoint.ts';
-import { registerMcpEndpoint } from './mcp-endpoint.ts';
+import { recordedAtEdge, registerMcpEndpoint } from './mcp-endpoint.ts';
 
 export interface EdgeOptions {
   logger: Logger;
@@ -45,11 +45,16 @@ export interface EdgeOptions {
   /** Health of every upstream, for /readyz. */
   upstreamHealth(): Record<string, UpstreamHealth>;
   isDraining(): boolean;
+  /** `audit: required`: the refusal (503) of a new call on a route while audit records cannot be kept. */
+  auditGate?: ((route: string) => GatehouseError | undefined) | undefined;
+  /** X-Gatehouse-Latency / X-Gatehouse-Upstream-Latency on JSON answers (metrics.latency_headers). */
+  latencyHeaders?: boolean;
 }
 
 const CORS_ALLOW_HEADERS =
   'content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id';
-const CORS_EXPOSE_HEADERS = 'mcp-session-id, www-authenticate';
+const CORS_EXPOSE_HEADERS =
+  'mcp-session-id, www-authenticate, x-gatehouse-latency, x-gatehouse-upstream-latency';
 
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
@@ -95,6 +100,12 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
     allowedOrigins: opts.allowedOrigins,
     allowedHosts: opts.allowedHosts,
   });
+  // The route of each MCP URL (the endpoint and its legacy paths): refusals answered below are audited too.
+  const routeOfUrl = new Map<string, string>();
+  for (const r of opts.routers) {
+    const legacy = legacyPaths(r.path);
+    for (const url of [r.path, legacy.sse, legacy.messages]) routeOfUrl.set(url, r.path);
+  }
   const mcpPaths = new Set(
     opts.routers.flatMap((r) => [r.path, legacyPaths(r.path).sse, legacyPaths(r.path).messages]),
   );
@@ -163,6 +174,31 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
         'Internal error: the gateway failed to handle this request; see its log for the request id',
       );
     }
+    const route = routeOfUrl.get(req.routeOptions.url ?? '');
+    if (route !== undefined && !recordedAtEdge(err)) {
+      // Refused before an endpoint recorded it (origin, size, media type, legacy transport…): one event too.
+      const length = req.headers['content-length'];
+      const ua = req.headers['user-agent'];
+      opts.sink.emit({
+        startedAt: Date.now() - reply.elapsedTime,
+        route,
+        sessionId: undefined,
+        subject: undefined,
+        mcpMethod: '',
+        upstream: undefined,
+        target: undefined,
+        outcome: 'error',
+        httpStatus: e.httpStatus === 200 ? 400 : e.httpStatus,
+        rpcCode: e.rpcCode,
+        durationMs: reply.elapsedTime,
+        upstreamMs: undefined,
+        requestId: String(req.id),
+        reason: e.message,
+        clientIp: req.ip,
+        userAgent: Array.isArray(ua) ? ua[0] : ua,
+        requestBytes: length === undefined ? undefined : Number(length),
+      });
+    }
     if (e.httpStatus >= 500)
       req.log.warn({ requestId: req.id, code: e.code, msg: e.message }, 'request failed');
     if (e.headers) void reply.headers(e.headers);
@@ -230,6 +266,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
       corsHeaders,
       keepaliveMs: 25_000,
       authenticate: opts.authenticators.get(router.path),
+      auditGate: opts.auditGate,
       maxPending: 1000,
       initializeTimeoutMs: 30_000,
     });
@@ -240,6 +277,8 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
       corsHeaders,
       keepaliveMs: 25_000,
       authenticate: opts.authenticators.get(router.path),
+      latencyHeaders: opts.latencyHeaders === true,
+      auditGate: opts.auditGate,
     });
   }
   return app;

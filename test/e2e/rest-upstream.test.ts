@@ -74,6 +74,14 @@ upstreams:
         path: /status/{code}
         parameters: [{ name: code, in: path, schema: { type: string } }]
       - { name: text, method: GET, path: /text }
+      - name: text-typed
+        method: GET
+        path: /text
+        responses: { "200": { content: { application/json: { schema: { type: object } } } } }
+      - name: empty-typed
+        method: DELETE
+        path: /no-content
+        responses: { "200": { content: { application/json: { schema: { type: object } } } } }
       - { name: png, method: GET, path: /png }
       - { name: pdf, method: GET, path: /pdf }
       - { name: big, method: GET, path: /big }
@@ -218,6 +226,14 @@ health: { interval: 0 }
       blob: Buffer.from('%PDF-1.4').toString('base64'),
     });
     expect((await call('no-content')).content[0]!.text).toBe('HTTP 204 (no content)');
+    // A tool with an output schema must give structured content: an answer that cannot is an error result.
+    const typed = await call('text-typed');
+    expect(typed.isError).toBe(true);
+    expect(typed.content[0]!.text).toContain("not JSON, so it cannot match the tool's output schema");
+    expect(typed.content[1]!.text).toBe('plain words');
+    const empty = await call('empty-typed');
+    expect(empty.isError).toBe(true);
+    expect(empty.content[0]!.text).toContain('the answer is empty');
     const bad = await call('not-json');
     expect(bad.isError).toBe(true);
     expect(bad.content[0]!.text).toContain('not valid JSON');

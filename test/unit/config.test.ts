@@ -480,6 +480,16 @@ describe('defaults', () => {
       shutdown_timeout: 10_000,
       api_keys: { store: 'gatehouse.db', header: 'authorization', cache_ttl: 10_000 },
       trust_proxy: false,
+      metrics: {
+        enabled: true,
+        path: '/metrics',
+        listener: 'main',
+        latency_headers: false,
+        max_label_values: 1000,
+        max_label_length: 128,
+        max_series: 10_000,
+        resource_uri_prefix: 32,
+      },
       identity: {},
       health: { interval: 30_000, grace_period: 60_000 },
       upstreams: {

@@ -171,4 +171,53 @@ describe('REST tools', () => {
     expect(r.body).toBe('[1,2]');
     expect(t.tool.annotations).toEqual({ idempotentHint: true });
   });
+
+  it('null is a value in a JSON body (omitted elsewhere); the body keeps its JSON media type', () => {
+    const t = compileRestTool({
+      name: 'x',
+      method: 'PATCH',
+      path: '/a/{id}',
+      parameters: [
+        { name: 'id', in: 'path' },
+        { name: 'q', in: 'query', schema: { type: ['string', 'null'] } },
+      ],
+      request_body: {
+        content: {
+          'application/merge-patch+json': {
+            schema: { type: 'object', properties: { note: { type: ['string', 'null'] } } },
+          },
+        },
+      },
+    });
+    expect(t.check({ id: '1', q: null, note: null })).toBeUndefined();
+    expect(buildRequest(t, { id: '1', q: null, note: null }, '')).toEqual({
+      method: 'PATCH',
+      path: '/a/1',
+      headers: { 'content-type': 'application/merge-patch+json' },
+      body: '{"note":null}',
+    });
+  });
+
+  it('checks a structured result against the output schema (wrapped or not)', () => {
+    expect(restock.checkOutput({ result: [{}, {}] })).toBeUndefined();
+    expect(restock.checkOutput({ result: { id: 1 } })).toBe('/result must be array');
+    const obj = compileRestTool({
+      name: 'y',
+      method: 'GET',
+      path: '/y',
+      responses: {
+        '200': {
+          content: {
+            'application/json': {
+              schema: { type: 'object', required: ['id'], properties: { id: { type: 'integer' } } },
+            },
+          },
+        },
+      },
+    });
+    expect(obj.checkOutput({ id: 1, extra: true })).toBeUndefined();
+    expect(obj.checkOutput({ id: 'a' })).toBe('/id must be integer');
+    expect(obj.checkOutput({})).toBe("(the result) must have required property 'id'");
+    expect(compileRestTool({ name: 'z', method: 'GET', path: '/z' }).checkOutput('anything')).toBeUndefined();
+  });
 });

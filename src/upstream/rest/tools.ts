@@ -1,7 +1,8 @@
 // REST operations as MCP tools, compiled once: each tool's input schema (a JSON Schema 2020-12 object built
 // from its parameters and JSON body), its argument validator (ajv, compiled once), the plan that turns
 // valid arguments into an HTTP request without ever letting an argument change the route, and its output
-// schema. The shapes follow Kong's ai-mcp-proxy tools (OpenAPI 3 parameter and requestBody objects).
+// schema with its validator (a structured result must match it: MCP clients reject one that does not).
+// The shapes follow Kong's ai-mcp-proxy tools (OpenAPI 3 parameter and requestBody objects).
 //
 // Argument naming: a parameter keeps its own name. A JSON body that is an object contributes its
 // properties as arguments too; one whose name a parameter already has is renamed `body_<name>` (a path
@@ -65,11 +66,15 @@ export interface CompiledRestTool {
   method: string;
   path: string;
   args: readonly ArgPlan[];
+  /** The request body's media type (a JSON one, e.g. application/merge-patch+json), when it takes a body. */
+  bodyType: string | undefined;
   /** Whether the tool's result is wrapped as `{ result: … }` to make an object (MCP needs one). */
   wrapsResult: boolean;
   hasOutputSchema: boolean;
   /** A message naming the first invalid argument and why, or undefined when valid. */
   check(args: Record<string, unknown>): string | undefined;
+  /** For a tool with an output schema: where and why a structured result does not match it, or undefined. */
+  checkOutput(structured: unknown): string | undefined;
 }
 
 export class RestToolError extends Error {}
@@ -88,14 +93,19 @@ function ajv(): Ajv2020 {
   return ajvInstance;
 }
 
-/** The JSON schema of a requestBody's JSON content, if it has one. */
-function jsonContent(container: Record<string, unknown> | undefined): JsonSchema | undefined {
+/** The media type and schema of a requestBody's (or response's) JSON content, if it has one. */
+function jsonContent(
+  container: Record<string, unknown> | undefined,
+): { type: string; schema: JsonSchema } | undefined {
   const content = container?.content;
   if (!content || typeof content !== 'object') return undefined;
   for (const [type, media] of Object.entries(content as Record<string, unknown>)) {
     if (/^application\/([\w.+-]+\+)?json\b/i.test(type) || type === '*/*') {
       const schema = (media as Record<string, unknown> | undefined)?.schema;
-      return schema && typeof schema === 'object' ? (schema as JsonSchema) : {};
+      return {
+        type: type === '*/*' ? 'application/json' : type,
+        schema: schema && typeof schema === 'object' ? (schema as JsonSchema) : {},
+      };
     }
   }
   return undefined;
@@ -108,8 +118,8 @@ function successSchema(responses: Record<string, unknown> | undefined): JsonSche
     .filter((c) => /^2\d\d$/.test(c))
     .sort();
   for (const code of [...codes, '2XX', '2xx']) {
-    const schema = jsonContent(responses[code] as Record<string, unknown> | undefined);
-    if (schema) return schema;
+    const json = jsonContent(responses[code] as Record<string, unknown> | undefined);
+    if (json) return json.schema;
   }
   return undefined;
 }
@@ -192,7 +202,8 @@ export function compileRestTool(spec: RestToolSpec): CompiledRestTool {
     });
   }
 
-  const body = jsonContent(spec.request_body);
+  const bodyContent = jsonContent(spec.request_body);
+  const body = bodyContent?.schema;
   if (spec.request_body && !body) fail('only JSON request bodies (content application/json) are supported');
   if (body) {
     const bodyRequired = spec.request_body?.required === true;
@@ -243,6 +254,18 @@ export function compileRestTool(spec: RestToolSpec): CompiledRestTool {
     }
   }
 
+  let validateOutput: ValidateFunction | undefined;
+  if (outputSchema) {
+    try {
+      validateOutput = ajv().compile({
+        $schema: 'https://json-schema.org/draft/2020-12/schema',
+        ...outputSchema,
+      });
+    } catch (err) {
+      return fail(`its output schema does not compile: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
   const tool: Record<string, unknown> = {
     name: spec.name,
     ...(spec.annotations?.title !== undefined ? { title: spec.annotations.title } : {}),
@@ -258,11 +281,17 @@ export function compileRestTool(spec: RestToolSpec): CompiledRestTool {
     method,
     path: spec.path,
     args: plans,
+    bodyType: bodyContent?.type,
     wrapsResult,
     hasOutputSchema: outputSchema !== undefined,
     check(args) {
       if (validate(args)) return undefined;
       return describeError(validate.errors![0]!, plans);
+    },
+    checkOutput(structured) {
+      if (!validateOutput || validateOutput(structured)) return undefined;
+      const e = validateOutput.errors![0]!;
+      return `${e.instancePath || '(the result)'} ${e.message ?? 'is invalid'}`;
     },
   };
 }
@@ -324,7 +353,8 @@ export function buildRequest(
   let bodyObject: Record<string, unknown> | undefined;
   for (const [arg, v] of Object.entries(args)) {
     const plan = byArg.get(arg);
-    if (!plan || v === undefined || v === null) continue;
+    // null omits a parameter, but is a value in a JSON body (clearing a nullable field, say).
+    if (!plan || v === undefined || (v === null && plan.in !== 'body-field' && plan.in !== 'body')) continue;
     switch (plan.in) {
       case 'path':
         path = path.replaceAll(`{${plan.name}}`, pathSegment(arg, v));
@@ -353,7 +383,7 @@ export function buildRequest(
   if (cookies.length > 0) headers.cookie = cookies.join('; ');
   const payload = bodyObject ?? body;
   const qs = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
-  if (payload !== undefined) headers['content-type'] = 'application/json';
+  if (payload !== undefined) headers['content-type'] = t.bodyType ?? 'application/json';
   return {
     method: t.method,
     path: `${basePath}${path}${qs ? `?${qs}` : ''}`,

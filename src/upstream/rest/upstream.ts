@@ -38,6 +38,11 @@ export interface RestUpstreamOptions {
   /** Static query parameters added to every request (secrets resolved), never logged. */
   query: Record<string, string>;
   tools: readonly CompiledRestTool[];
+  /** The ACL of each tool that has one, by tool name (read by the routes serving this upstream). */
+  toolAcls: readonly [
+    string,
+    { allow?: readonly string[]; deny?: readonly string[]; scopes?: readonly string[] },
+  ][];
   credentials?: CredentialProvider | undefined;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
@@ -212,7 +217,27 @@ export class RestUpstream extends UpstreamBase implements Upstream {
         : `(${bytes.length} bytes of ${type})`;
       return toolError(`HTTP ${status} from ${this.name}: ${excerpt}`);
     }
-    if (bytes.length === 0) return { content: [{ type: 'text', text: `HTTP ${status} (no content)` }] };
+    // A tool with an output schema must give structured content (MCP): an answer that cannot be one is an
+    // error result carrying what the API said, never a result the client would reject.
+    const unstructured = (what: string, text: string) => ({
+      content: [
+        {
+          type: 'text',
+          text: `HTTP ${status} from ${this.name}: ${what}, so it cannot match the tool's output schema`,
+        },
+        ...(text ? [{ type: 'text', text }] : []),
+      ],
+      isError: true,
+    });
+    if (bytes.length === 0) {
+      if (t.hasOutputSchema) return unstructured('the answer is empty', '');
+      return { content: [{ type: 'text', text: `HTTP ${status} (no content)` }] };
+    }
+    if (!isJson && t.hasOutputSchema)
+      return unstructured(
+        `the answer is ${type || 'untyped'}, not JSON`,
+        isText ? bytes.toString('utf8').slice(0, ERROR_EXCERPT) : '',
+      );
     if (isJson) {
       const text = bytes.toString('utf8');
       let parsed: unknown;
@@ -225,9 +250,22 @@ export class RestUpstream extends UpstreamBase implements Upstream {
       }
       const out: Record<string, unknown> = { content: [{ type: 'text', text }] };
       if (t.hasOutputSchema) {
-        if (t.wrapsResult) out.structuredContent = { result: parsed };
-        else if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed))
-          out.structuredContent = parsed;
+        // MCP clients reject structured content that does not match the output schema: an API answering
+        // otherwise than its documentation says gives an error result that still carries the answer.
+        const structured = t.wrapsResult ? { result: parsed } : parsed;
+        const mismatch = t.checkOutput(structured);
+        if (mismatch)
+          return {
+            content: [
+              {
+                type: 'text',
+                text: `HTTP ${status} from ${this.name}: the answer does not match the tool's output schema (${mismatch})`,
+              },
+              { type: 'text', text },
+            ],
+            isError: true,
+          };
+        out.structuredContent = structured;
       }
       return out;
     }
