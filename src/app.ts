@@ -29,6 +29,7 @@ import { logSink } from './telemetry/log-sink.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 import { GatewayMetrics, serveMetrics } from './telemetry/metrics.ts';
 import { resourceTemplateLabeller } from './telemetry/resource-templates.ts';
+import { startTracing } from './telemetry/tracing.ts';
 import { LegacySseUpstream } from './upstream/legacy-sse.ts';
 import { loadOpenApi, toolsFromOpenApi } from './upstream/rest/openapi.ts';
 import { type CompiledRestTool, compileRestTool } from './upstream/rest/tools.ts';
@@ -134,7 +135,6 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     for (const s of sessions.of(route, profile)) s.notifyListChanged(kinds);
   });
   // Gauges read at scrape time; resource URIs labelled by the route's templates (the default profile's view).
-  // The audit writer's figures: metrics?.setAuditStats(() => audit.stats()) once audit is wired.
   metrics?.setSources({
     routes: config.routes.map((r) => r.path),
     upstreams: () => [...upstreams].map(([n, u]) => [n, u.health()] as const),
@@ -145,7 +145,28 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         .map((u) => [u.name, u.processCount] as const),
     resourceLabel: resourceTemplateLabeller((route) => catalog.view(route, '')),
   });
+  if (audit) metrics?.setAuditStats(() => audit.stats());
   const cursors = new CursorCodec();
+  // OpenTelemetry spans (tracing.enabled); without it a client's trace context is still passed on.
+  const tc = config.tracing;
+  const tracing = tc.enabled
+    ? await startTracing({
+        endpoint: tc.endpoint,
+        headers: Object.fromEntries(
+          await Promise.all(
+            Object.entries(tc.headers).map(
+              async ([k, v]) => [k, await resolveSecret(v, baseDir, loaded.env ?? process.env)] as const,
+            ),
+          ),
+        ),
+        serviceName: tc.service_name,
+        serviceVersion: GATEWAY_INFO.version,
+        sampleRatio: tc.sample_ratio,
+        includeUser: tc.include_user,
+        exportDelayMs: tc.export_delay,
+        logger: logger.child({ component: 'tracing' }),
+      })
+    : undefined;
   const routers = config.routes.map(
     (r) =>
       new Router({
@@ -164,6 +185,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         sessions,
         logger,
         gatewayInfo: GATEWAY_INFO,
+        tracing,
       }),
   );
 
@@ -434,6 +456,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       await catalog.stop();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
       await keyStore?.close();
+      // Spans still queued are exported (bounded: an unreachable collector never holds up the stop).
+      await tracing?.shutdown(2_000);
       // Last: every exchange above has emitted its record; what the sinks cannot take now is spooled.
       await audit?.stop();
     },
@@ -541,6 +565,16 @@ async function restTools(
   const tools: CompiledRestTool[] = [];
   const acls: [string, AclRule][] = [];
   let baseUrl = uc.base_url;
+  if (uc.openapi && !uc.base_url && /^http:\/\//i.test(uc.openapi.spec)) {
+    // A document fetched over plain http could be swapped in transit, and it would choose where the
+    // upstream's credentials go: without base_url, only https (or loopback) documents are trusted for it.
+    const host = new URL(uc.openapi.spec).hostname;
+    if (!(host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host)))
+      throw problem(
+        'base_url',
+        `set base_url: ${uc.openapi.spec} is plain http, so its servers cannot decide where requests (and their credentials) go`,
+      );
+  }
   if (uc.openapi) {
     let generated: ReturnType<typeof toolsFromOpenApi>;
     try {

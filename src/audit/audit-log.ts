@@ -57,19 +57,41 @@ export async function openSink(
   c: AuditSinkConfig,
   baseDir: string,
   secret: SecretResolver,
+  /** A gateway writes SQLite from a worker thread; the CLI reads in its own. */
+  threaded = false,
 ): Promise<OpenedSink> {
   const privacy = sinkPrivacy({
-    pseudonymize: c.pseudonymize ? { key: await secret(c.pseudonymize.key), fields: c.pseudonymize.fields } : undefined,
+    pseudonymize: c.pseudonymize
+      ? { key: await secret(c.pseudonymize.key), fields: c.pseudonymize.fields }
+      : undefined,
     omit: c.omit,
   });
   switch (c.type) {
     case 'sqlite': {
-      const s = new SqliteAuditStore(c.name, resolve(baseDir, c.path), privacy);
-      return { sink: s, store: s, purge: (now) => s.purge(now, c.retention), retentionMs: c.retention, privacy };
+      const s = new SqliteAuditStore(c.name, resolve(baseDir, c.path), privacy, { threaded });
+      return {
+        sink: s,
+        store: s,
+        purge: (now) => s.purge(now, c.retention),
+        retentionMs: c.retention,
+        privacy,
+      };
     }
     case 'postgres': {
-      const s = new PgAuditStore({ name: c.name, url: await secret(c.url), schema: c.schema, table: c.table, privacy });
-      return { sink: s, store: s, purge: (now) => s.purge(now, c.retention), retentionMs: c.retention, privacy };
+      const s = new PgAuditStore({
+        name: c.name,
+        url: await secret(c.url),
+        schema: c.schema,
+        table: c.table,
+        privacy,
+      });
+      return {
+        sink: s,
+        store: s,
+        purge: (now) => s.purge(now, c.retention),
+        retentionMs: c.retention,
+        privacy,
+      };
     }
     case 'jsonl': {
       const s = new JsonlAuditSink(c.name, resolve(baseDir, c.path), c.max_size, c.keep);
@@ -152,7 +174,7 @@ export class AuditLog implements ExchangeSink {
 
   static async create(o: AuditLogOptions): Promise<AuditLog> {
     const sinks: OpenedSink[] = [];
-    for (const c of o.config.sinks) sinks.push(await openSink(c, o.baseDir, o.resolveSecret));
+    for (const c of o.config.sinks) sinks.push(await openSink(c, o.baseDir, o.resolveSecret, true));
     return new AuditLog(o, sinks);
   }
 
@@ -191,7 +213,8 @@ export class AuditLog implements ExchangeSink {
 
   /** The store of a sink that can be read back: by name, else the first SQLite or PostgreSQL sink. */
   store(name?: string): AuditStore | undefined {
-    const s = name === undefined ? this.#sinks.find((x) => x.store) : this.#sinks.find((x) => x.sink.name === name);
+    const s =
+      name === undefined ? this.#sinks.find((x) => x.store) : this.#sinks.find((x) => x.sink.name === name);
     return s?.store;
   }
 
@@ -220,7 +243,10 @@ export class AuditLog implements ExchangeSink {
               'audit retention purge',
             );
         } catch (err) {
-          this.#logger.warn({ sink: s.sink.name, err: (err as Error).message }, 'audit retention purge failed');
+          this.#logger.warn(
+            { sink: s.sink.name, err: (err as Error).message },
+            'audit retention purge failed',
+          );
         }
       }
     })().finally(() => {

@@ -19,7 +19,8 @@ const HASHED = COLUMNS.filter((c) => c !== 'hash');
 /** The canonical serialisation: a JSON array of every column but `hash`, in COLUMNS order, nulls explicit. */
 export function canonical(r: Omit<StoredRecord, 'hash'>): string {
   const values = new Array<unknown>(HASHED.length);
-  for (let i = 0; i < HASHED.length; i++) values[i] = (r as unknown as Record<string, unknown>)[HASHED[i]!] ?? null;
+  for (let i = 0; i < HASHED.length; i++)
+    values[i] = (r as unknown as Record<string, unknown>)[HASHED[i]!] ?? null;
   return JSON.stringify(values);
 }
 
@@ -94,10 +95,7 @@ export async function verifyChain(
       result.anchor = anchor;
       result.first = r.seq;
       if (!anchor)
-        return fail(
-          r,
-          `records before seq ${r.seq} are missing and no retention purge recorded a cut there`,
-        );
+        return fail(r, `records before seq ${r.seq} are missing and no retention purge recorded a cut there`);
       prev = anchor;
     }
     if (r.seq !== prev.seq + 1)
@@ -108,8 +106,12 @@ export async function verifyChain(
           : `out of order after seq ${prev.seq}`,
       );
     if (r.prev_hash !== prev.hash)
-      return fail(r, `prev_hash does not match the hash of seq ${prev.seq} (a record was removed or altered)`);
-    if (recordHash(r) !== r.hash) return fail(r, 'its content does not match its hash (the record was altered)');
+      return fail(
+        r,
+        `prev_hash does not match the hash of seq ${prev.seq} (a record was removed or altered)`,
+      );
+    if (recordHash(r) !== r.hash)
+      return fail(r, 'its content does not match its hash (the record was altered)');
     prev = { seq: r.seq, hash: r.hash };
     result.checked++;
     result.last = r.seq;

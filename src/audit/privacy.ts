@@ -55,7 +55,8 @@ export function redact(value: unknown, paths: readonly Segment[][], fields: Read
     for (const p of paths) {
       if (p[0] !== '*' && p[0] !== key) continue;
       if (p.length === 1) return REDACTED;
-      (next ??= []).push(p.slice(1));
+      if (next === undefined) next = [];
+      next.push(p.slice(1));
     }
     return redact(v, next ?? [], fields);
   };

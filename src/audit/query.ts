@@ -46,7 +46,8 @@ export function parseFilter(get: (name: string) => string | undefined, now: numb
     if (v === undefined || v === '') continue;
     if (name === 'since' || name === 'until') f[name] = parseTime(v, now, name);
     else if (name === 'decision') {
-      if (v !== 'allow' && v !== 'deny') throw new RangeError(`decision: "allow" or "deny" (got ${JSON.stringify(v)})`);
+      if (v !== 'allow' && v !== 'deny')
+        throw new RangeError(`decision: "allow" or "deny" (got ${JSON.stringify(v)})`);
       f.decision = v;
     } else f[name] = v;
   }

@@ -131,12 +131,7 @@ export class PendingRecord {
   #response: JsonRpcResponse | undefined;
   #payloads: PayloadPolicy | undefined;
 
-  constructor(
-    row: AuditRow,
-    payloads?: PayloadPolicy,
-    request?: JsonRpcRequest,
-    response?: JsonRpcResponse,
-  ) {
+  constructor(row: AuditRow, payloads?: PayloadPolicy, request?: JsonRpcRequest, response?: JsonRpcResponse) {
     this.#row = row;
     if (payloads && (payloads.arguments || payloads.results)) {
       this.#payloads = payloads;
@@ -165,7 +160,9 @@ export class PendingRecord {
       if (p.arguments && req?.params) {
         const params = req.params;
         const args =
-          req.method === 'tools/call' || req.method === 'prompts/get' ? params.arguments : withoutMeta(params);
+          req.method === 'tools/call' || req.method === 'prompts/get'
+            ? params.arguments
+            : withoutMeta(params);
         if (args !== undefined) this.#row.arguments = p.render(args, true);
       }
       if (p.results && res) {

@@ -106,15 +106,20 @@ export class SinkWriter {
 
   /** On the request path: keeps the record (queue, or spool soon), or reports it lost. */
   push(rec: PendingRecord): boolean {
-    const q = this.#queue;
-    const n = q.length;
+    let n = this.#queue.length;
     const cap = this.#o.queueSize;
+    // Twice the queue within one turn of the event loop (the mover had no chance to run): spooled now,
+    // here — rare, and better than losing records.
+    if (n >= 2 * cap && !this.#closed) {
+      this.#spoolQueue();
+      n = this.#queue.length;
+    }
     if (this.#closed || n >= 2 * cap || (n >= cap && !this.#spool.usable())) {
       this.#lose(rec);
       return false;
     }
     if (this.#gap) this.#pushGap();
-    q.push(rec);
+    this.#queue.push(rec);
     if (n + 1 >= cap && !this.#moveScheduled) {
       // Overflow: to the spool soon (off this request), even while a batch is being written.
       this.#moveScheduled = true;
@@ -133,7 +138,7 @@ export class SinkWriter {
     if (this.#closed) return false;
     const n = this.#queue.length;
     const cap = this.#o.queueSize;
-    return n < cap || (n < 2 * cap && this.#spool.usable());
+    return n < cap || this.#spool.usable();
   }
 
   stats(): SinkStats {

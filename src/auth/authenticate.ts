@@ -49,7 +49,14 @@ export function routeAuthenticator(opts: RouteAuthOptions): Authenticate {
     if (!record) throw unauthorized(origin);
     let p = principals.get(record);
     if (!p) {
-      p = { subject: record.name, agent: record.agent, groups: record.groups, scopes: [], claims: {} };
+      p = {
+        source: 'api_key',
+        subject: record.name,
+        agent: record.agent,
+        groups: record.groups,
+        scopes: [],
+        claims: {},
+      };
       principals.set(record, p);
     }
     return checkGroups(p);

@@ -98,7 +98,26 @@ function jwsHeader(token: string): ProtectedHeaderParameters | undefined {
   }
 }
 
+/**
+ * Whether a failed verification is the IdP's JWKS failing (unreachable, timing out, answering other than
+ * 200 or with no key set): 503, not a 401 that would send every client to re-authenticate for nothing.
+ * jose throws a bare JOSEError (ERR_JOSE_GENERIC) only for the JWKS response, and JWKSInvalid for its body.
+ */
+function jwksUnavailable(err: unknown): boolean {
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return true;
+  if (err instanceof joseErrors.JOSEError) return err.code === 'ERR_JOSE_GENERIC';
+  // fetch's own failure (connection refused, DNS, TLS): a TypeError, "fetch failed".
+  return err instanceof TypeError;
+}
+
 const CACHE_MAX = 10_000;
+/** Sets a cache entry, the oldest one making room past CACHE_MAX. */
+function bounded<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  if (map.size >= CACHE_MAX) map.delete(map.keys().next().value!);
+  map.set(key, value);
+}
+
 /** How long a refused introspected token is remembered: a client retrying a bad token does not hammer the IdP. */
 const NEGATIVE_TTL_MS = 5_000;
 
@@ -120,9 +139,14 @@ export class OAuthValidator {
   readonly #tokenTypes: ReadonlySet<string>;
   /**
    * Verified tokens by hash, until their expiry (JWTs) or the introspection cache_ttl: the hot path checks
-   * a token once. `principal: undefined` is a refused introspected token (kept briefly).
+   * a token once.
    */
-  readonly #cache = new Map<string, { principal: Principal | undefined; until: number }>();
+  readonly #cache = new Map<string, { principal: Principal; until: number }>();
+  /**
+   * Refused introspected tokens by hash, until when (kept briefly). Apart from #cache, each bounded: a flood
+   * of junk tokens evicts only other junk, never a verified token (whose eviction would cost an IdP call).
+   */
+  readonly #refused = new Map<string, number>();
   /** Introspections in flight, by token hash: concurrent requests with one token ask the IdP once. */
   readonly #inflight = new Map<string, Promise<Principal | undefined>>();
 
@@ -176,11 +200,13 @@ export class OAuthValidator {
     const h = createHash('sha256').update(token).digest('base64url');
     const hit = this.#cache.get(h);
     if (hit) {
-      if (hit.until > now) {
-        if (hit.principal) return hit.principal;
-        throw this.unauthorized(origin);
-      }
+      if (hit.until > now) return hit.principal;
       this.#cache.delete(h);
+    }
+    const refusedUntil = this.#refused.get(h);
+    if (refusedUntil !== undefined) {
+      if (refusedUntil > now) throw this.unauthorized(origin);
+      this.#refused.delete(h);
     }
     const header = jwsHeader(token);
     if (header) {
@@ -192,12 +218,12 @@ export class OAuthValidator {
     const principal =
       this.#introspector && (this.options.introspection!.tokens === 'all' || !header)
         ? await this.#introspectOnce(token, h, now)
-        : await this.#verifyJwt(token, h, now);
+        : await this.#verifyJwt(token, h);
     if (!principal) throw this.unauthorized(origin);
     return principal;
   }
 
-  async #verifyJwt(token: string, h: string, now: number): Promise<Principal | undefined> {
+  async #verifyJwt(token: string, h: string): Promise<Principal | undefined> {
     if (!this.#jwks) return undefined;
     let payload: JWTPayload;
     try {
@@ -205,12 +231,11 @@ export class OAuthValidator {
         issuer: this.options.issuer,
         ...(this.options.relaxedAudience ? {} : { audience: this.options.resource }),
         clockTolerance: Math.round(this.options.leewayMs / 1000),
+        // RFC 9068 §2.2: an access token has an expiry; one without would be good (and cached) forever.
+        requiredClaims: ['exp'],
       }));
     } catch (err) {
-      if (
-        err instanceof joseErrors.JWKSTimeout ||
-        (err instanceof Error && /fetch|ECONNREFUSED|network/i.test(err.message))
-      ) {
+      if (jwksUnavailable(err)) {
         throw Errors.identityProviderUnavailable(
           'Service Unavailable: the identity provider cannot be reached to check the token; retry shortly',
         );
@@ -218,9 +243,7 @@ export class OAuthValidator {
       return undefined;
     }
     const principal = this.#principal(payload, token);
-    if (principal) {
-      this.#remember(h, principal, typeof payload.exp === 'number' ? payload.exp * 1000 : now + 60_000);
-    }
+    if (principal) this.#remember(h, principal, (payload.exp as number) * 1000);
     return principal;
   }
 
@@ -239,18 +262,14 @@ export class OAuthValidator {
     const principal = claims ? this.#principal(claims, token) : undefined;
     if (ttl > 0) {
       const exp = claims && typeof claims.exp === 'number' ? claims.exp * 1000 : Number.POSITIVE_INFINITY;
-      this.#remember(
-        h,
-        principal,
-        principal ? Math.min(now + ttl, exp) : now + Math.min(ttl, NEGATIVE_TTL_MS),
-      );
+      if (principal) this.#remember(h, principal, Math.min(now + ttl, exp));
+      else bounded(this.#refused, h, now + Math.min(ttl, NEGATIVE_TTL_MS));
     }
     return principal;
   }
 
-  #remember(h: string, principal: Principal | undefined, until: number): void {
-    if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
-    this.#cache.set(h, { principal, until });
+  #remember(h: string, principal: Principal, until: number): void {
+    bounded(this.#cache, h, { principal, until });
   }
 
   /** Claims (a verified JWT's payload or an introspection answer) → the principal; undefined without a subject. */
@@ -276,6 +295,7 @@ export class OAuthValidator {
       }
     }
     const principal: Principal = {
+      source: 'oauth',
       subject,
       groups,
       scopes: scope,

@@ -40,6 +40,11 @@ export interface TokenExchangeOptions {
   scope: string | undefined;
   /** Each request to the IdP (discovery, token) is given this long. */
   timeoutMs: number;
+  /**
+   * Callers without an OAuth token (API keys, open routes): refused (default), or given the gateway's own
+   * client_credentials token — every such caller then acts with the gateway's privileges upstream.
+   */
+  callersWithoutToken: 'refuse' | 'client_credentials';
   logger: Logger;
 }
 
@@ -89,6 +94,12 @@ export class TokenExchangeCredentials implements CredentialProvider, CredentialK
   obtain(party: SessionParty, key: string, now: number): Credential | Promise<Credential> {
     const token =
       key !== '' && party.kind === 'caller' ? presentedToken(party.caller as Principal) : undefined;
+    if (token === undefined && party.kind !== 'gateway' && this.#o.callersWithoutToken === 'refuse') {
+      throw credentialError(
+        this.#o.upstream,
+        "its token exchange needs the caller's OAuth access token, and this caller has none (an API key or an open route); the gateway's own token is not lent (token_exchange.callers_without_token: refuse)",
+      );
+    }
     return this.#cache.get(key, () => this.#request(token), now);
   }
 
@@ -118,12 +129,12 @@ export class TokenExchangeCredentials implements CredentialProvider, CredentialK
   #failure(err: unknown, subjectToken: string | undefined, endpoint: Endpoint): Error {
     if (err instanceof GatehouseError) return err;
     const grant = subjectToken !== undefined ? 'token exchange' : 'client_credentials grant';
-    const e = credentialError(
-      this.#o.upstream,
-      idpFailure(err, grant, endpoint.as.token_endpoint!, this.#o.timeoutMs),
+    // The details (the IdP's error_description, its endpoint) go to the log; the client learns the kind.
+    this.#o.logger.warn(
+      { err: idpFailure(err, grant, endpoint.as.token_endpoint!, this.#o.timeoutMs) },
+      'no credential for the upstream',
     );
-    this.#o.logger.warn({ err: e.message }, 'no credential for the upstream');
-    return e;
+    return credentialError(this.#o.upstream, idpFailureKind(err, grant));
   }
 
   async #grant(subjectToken: string | undefined, { as, method }: Endpoint): Promise<Credential> {
@@ -245,6 +256,16 @@ function jwtLifetime(token: string): number {
 }
 
 /** The IdP's failure in words: unreachable, timed out, or refused (with its OAuth error). */
+/** What a client is told: the kind of failure only. */
+function idpFailureKind(err: unknown, grant: string): string {
+  if (err instanceof oauth.ResponseBodyError || err instanceof oauth.WWWAuthenticateChallengeError)
+    return `the identity provider refused the ${grant}`;
+  const name = (err as { name?: string }).name;
+  if (name === 'TimeoutError' || name === 'AbortError')
+    return `the identity provider did not answer the ${grant} in time`;
+  return `the identity provider could not be reached for the ${grant}`;
+}
+
 function idpFailure(err: unknown, grant: string, endpoint: string, timeoutMs: number): string {
   if (err instanceof oauth.ResponseBodyError) {
     const desc = err.error_description ? `: ${err.error_description}` : '';

@@ -58,7 +58,7 @@ export class AssertionCredentials implements CredentialProvider, CredentialKind 
   keyOf(party: SessionParty): string {
     if (party.kind !== 'caller') return `\u0000${party.kind}`;
     const c = party.caller;
-    return JSON.stringify([c.subject, c.groups, c.agent ?? null, c.tenant ?? null]);
+    return JSON.stringify([c.source ?? null, c.subject, c.groups, c.agent ?? null, c.tenant ?? null]);
   }
 
   obtain(party: SessionParty, key: string, now: number): Credential | Promise<Credential> {
@@ -78,6 +78,8 @@ export class AssertionCredentials implements CredentialProvider, CredentialKind 
     } else {
       const c = party.caller;
       subject = c.subject;
+      // An API key's name and a user's id are different namespaces: the assertion says which it is.
+      if (c.source !== undefined) claims.auth = c.source;
       if (c.groups.length > 0) claims.groups = [...c.groups];
       if (c.agent !== undefined) claims.agent = c.agent;
       if (c.tenant !== undefined) claims.tenant = c.tenant;
@@ -247,6 +249,7 @@ export class UpstreamIdentity {
         resource: t.resource,
         scope: t.scope,
         timeoutMs: IDP_TIMEOUT_MS,
+        callersWithoutToken: t.callers_without_token,
         logger: this.#logger.child({ upstream: name }),
       }),
     };

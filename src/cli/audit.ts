@@ -4,7 +4,7 @@
 import type { Writable } from 'node:stream';
 import { type AuditSinkConfig, type OpenedSink, openSink } from '../audit/audit-log.ts';
 import type { VerifyResult } from '../audit/chain.ts';
-import { FILTER_NAMES, formatTable, parseFilter, parseTime, presentRecord } from '../audit/query.ts';
+import { type FILTER_NAMES, formatTable, parseFilter, parseTime, presentRecord } from '../audit/query.ts';
 import { JsonlAuditSink } from '../audit/sinks/jsonl.ts';
 import { SqliteAuditStore } from '../audit/sinks/sqlite.ts';
 import type { AuditStore } from '../audit/store.ts';
@@ -23,7 +23,11 @@ export interface AuditIo {
 const stdio = (): AuditIo => ({ out: process.stdout, err: process.stderr });
 
 /** The sinks of the config's audit section, built (not opened); --sink picks one by name. */
-async function sinksOf(config: string | undefined, env: NodeJS.ProcessEnv, only?: string): Promise<OpenedSink[]> {
+async function sinksOf(
+  config: string | undefined,
+  env: NodeJS.ProcessEnv,
+  only?: string,
+): Promise<OpenedSink[]> {
   const loaded = await loadConfigFile(configPath(config, env), env);
   const all = loaded.config.audit.sinks;
   const chosen: AuditSinkConfig[] = only === undefined ? all : all.filter((s) => s.name === only);
@@ -38,7 +42,10 @@ async function sinksOf(config: string | undefined, env: NodeJS.ProcessEnv, only?
 }
 
 /** The store to read: the named sink, else the first SQLite or PostgreSQL one. A missing SQLite file is an error. */
-async function storeOf(flags: { config?: string; sink?: string }, env: NodeJS.ProcessEnv): Promise<AuditStore> {
+async function storeOf(
+  flags: { config?: string; sink?: string },
+  env: NodeJS.ProcessEnv,
+): Promise<AuditStore> {
   const sinks = await sinksOf(flags.config, env, flags.sink);
   const s = sinks.find((x) => x.store);
   for (const other of sinks) if (other !== s) await other.sink.close();
@@ -64,7 +71,8 @@ export async function auditQuery(flags: QueryFlags, io: AuditIo = stdio()): Prom
   const env = io.env ?? process.env;
   const filter = parseFilter((k) => flags[k as keyof FilterFlags], io.now ?? Date.now());
   const limit = flags.limit === undefined ? 50 : Number(flags.limit);
-  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`--limit: a positive integer (got ${flags.limit})`);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new RangeError(`--limit: a positive integer (got ${flags.limit})`);
   const store = await storeOf(flags, env);
   try {
     const records = await store.query(filter, { limit });

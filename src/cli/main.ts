@@ -88,7 +88,7 @@ const auditFilters = (c: Command) =>
     .option('--user <id>', 'user_id (a raw id also finds its pseudonym)')
     .option('--agent <id>', 'agent_identity')
     .option('--tenant <id>', 'tenant')
-    .option('--tool <name>', 'tool_name (the upstream\'s own name)')
+    .option('--tool <name>', "tool_name (the upstream's own name)")
     .option('--resource <uri>', 'resource_uri')
     .option('--prompt <name>', 'prompt_name')
     .option('--decision <allow|deny>', 'decision')
@@ -121,7 +121,9 @@ auditFilters(
 });
 audit
   .command('verify')
-  .description('prove the records of a range complete and unaltered (hash chain); exit 1 at the first broken record')
+  .description(
+    'prove the records of a range complete and unaltered (hash chain); exit 1 at the first broken record',
+  )
   .option(...configOption)
   .option('--sink <name>', 'verify this sink only (default: every sqlite, postgres and jsonl sink)')
   .option('--since <when>', 'from: a duration back (7d) or a date')

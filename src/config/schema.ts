@@ -185,10 +185,14 @@ const upstreamAuth = z
               .optional()
               .meta({ description: 'RFC 8707 resource indicator to send as well.' }),
             scope: z.string().optional().meta({ description: 'Scope to ask for (space separated).' }),
+            callers_without_token: z.enum(['refuse', 'client_credentials']).default('refuse').meta({
+              description:
+                "Callers without an OAuth token (API keys, open routes): refused (default), or given the gateway's own client_credentials token for this audience — they then all act with the gateway's privileges.",
+            }),
           })
           .meta({
             description:
-              "RFC 8693 token exchange: the caller's token is swapped at the IdP for one scoped to this upstream (cached until it expires). Calls without an OAuth caller use the client_credentials grant.",
+              "RFC 8693 token exchange: the caller's token is swapped at the IdP for one scoped to this upstream (cached until it expires). The gateway's own sessions (catalogue) use the client_credentials grant.",
           }),
       }),
       z.strictObject({
@@ -523,7 +527,10 @@ const routeSchema = z.strictObject({
   }),
   audit_payloads: z
     .strictObject({
-      arguments: z.boolean().default(true).meta({ description: 'Record the arguments (params) of each call.' }),
+      arguments: z
+        .boolean()
+        .default(true)
+        .meta({ description: 'Record the arguments (params) of each call.' }),
       results: z.boolean().default(false).meta({ description: 'Record the result (or error) of each call.' }),
       redact_paths: z
         .array(
@@ -536,7 +543,8 @@ const routeSchema = z.strictObject({
         )
         .default([])
         .meta({
-          description: 'Argument paths whose values are replaced by "[redacted]" (dots, [n], [*] and * segments).',
+          description:
+            'Argument paths whose values are replaced by "[redacted]" (dots, [n], [*] and * segments).',
         }),
     })
     .optional()
@@ -794,7 +802,8 @@ export const configSchema = z
               'OTLP/HTTP (JSON) traces URL, e.g. http://otel-collector:4318/v1/traces. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces), else http://localhost:4318/v1/traces.',
           }),
         headers: z.record(z.string(), secret).default({}).meta({
-          description: 'Headers of the export requests (e.g. an API key of the tracing backend); secrets allowed.',
+          description:
+            'Headers of the export requests (e.g. an API key of the tracing backend); secrets allowed.',
         }),
         service_name: z
           .string()
@@ -803,7 +812,7 @@ export const configSchema = z
           .meta({ description: 'The service.name of the spans.' }),
         sample_ratio: z.number().min(0).max(1).default(1).meta({
           description:
-            "Share of new traces recorded (0..1). Parent-based: a request whose client sent a traceparent follows its sampled flag.",
+            'Share of new traces recorded (0..1). Parent-based: a request whose client sent a traceparent follows its sampled flag.',
         }),
         include_user: z.boolean().default(false).meta({
           description: "Record the caller's subject (user.id), agent and tenant on spans.",
@@ -813,7 +822,9 @@ export const configSchema = z
         }),
       })
       .prefault({})
-      .meta({ description: 'Distributed tracing (OpenTelemetry, OTLP/HTTP); off by default. See docs/tracing.md.' }),
+      .meta({
+        description: 'Distributed tracing (OpenTelemetry, OTLP/HTTP); off by default. See docs/tracing.md.',
+      }),
     admin: z
       .strictObject({
         listen: z
@@ -866,7 +877,7 @@ export const configSchema = z
         }),
         latency_headers: z.boolean().default(false).meta({
           description:
-            'Add X-Gatehouse-Latency (the gateway\'s own time, ms) and X-Gatehouse-Upstream-Latency (time waiting for the upstream, ms) to JSON answers of MCP requests (not to streams).',
+            "Add X-Gatehouse-Latency (the gateway's own time, ms) and X-Gatehouse-Upstream-Latency (time waiting for the upstream, ms) to JSON answers of MCP requests (not to streams).",
         }),
         max_label_values: z.int().min(10).max(100_000).default(1000).meta({
           description:
@@ -922,7 +933,9 @@ export const configSchema = z
       const privacy = {
         pseudonymize: z
           .strictObject({
-            key: secret.meta({ description: 'The HMAC key (a secret); the same key gives the same pseudonym.' }),
+            key: secret.meta({
+              description: 'The HMAC key (a secret); the same key gives the same pseudonym.',
+            }),
             fields: z
               .array(z.enum(['user_id', 'agent_identity', 'tenant', 'client_ip', 'session_id']))
               .default(['user_id'])
@@ -953,7 +966,9 @@ export const configSchema = z
       const sink = z
         .discriminatedUnion('type', [
           z.strictObject({
-            type: z.literal('sqlite').meta({ description: 'SQLite (built into Node, WAL mode): the default.' }),
+            type: z
+              .literal('sqlite')
+              .meta({ description: 'SQLite (built into Node, WAL mode): the default.' }),
             name: sinkName,
             path: z.string().min(1).default('gatehouse-audit.db').meta({
               description: 'The database file, relative to the config file.',
@@ -962,9 +977,13 @@ export const configSchema = z
             ...privacy,
           }),
           z.strictObject({
-            type: z.literal('postgres').meta({ description: 'PostgreSQL; tables created and migrated by the gateway.' }),
+            type: z
+              .literal('postgres')
+              .meta({ description: 'PostgreSQL; tables created and migrated by the gateway.' }),
             name: sinkName,
-            url: secret.meta({ description: 'postgres:// connection URL (a secret: it may hold a password).' }),
+            url: secret.meta({
+              description: 'postgres:// connection URL (a secret: it may hold a password).',
+            }),
             schema: z
               .string()
               .regex(IDENT, 'a lower-case SQL identifier')
@@ -979,7 +998,9 @@ export const configSchema = z
             ...privacy,
           }),
           z.strictObject({
-            type: z.literal('jsonl').meta({ description: 'JSON Lines files, rotated by size (for log shippers).' }),
+            type: z
+              .literal('jsonl')
+              .meta({ description: 'JSON Lines files, rotated by size (for log shippers).' }),
             name: sinkName,
             path: z.string().min(1).default('gatehouse-audit.jsonl').meta({
               description: 'The current file, relative to the config file; rotated ones get .1, .2, …',
@@ -1001,9 +1022,13 @@ export const configSchema = z
       return z
         .strictObject({
           enabled: z.boolean().default(true).meta({ description: 'Audit every MCP request (default true).' }),
-          sinks: z.array(sink).min(1).prefault([{ type: 'sqlite' }]).meta({
-            description: 'Where records go, several at once (default: one SQLite file next to the config).',
-          }),
+          sinks: z
+            .array(sink)
+            .min(1)
+            .prefault([{ type: 'sqlite' }])
+            .meta({
+              description: 'Where records go, several at once (default: one SQLite file next to the config).',
+            }),
           queue_size: z.int().min(1).default(10_000).meta({
             description: 'Records held in memory per sink before they overflow to the spool.',
           }),
@@ -1019,7 +1044,8 @@ export const configSchema = z
                 description: 'Directory of the spool files (one per sink), relative to the config file.',
               }),
               max_size: size('1GiB').meta({
-                description: 'Largest spool file per sink; 0 disables spooling (records then wait in memory only).',
+                description:
+                  'Largest spool file per sink; 0 disables spooling (records then wait in memory only).',
               }),
             })
             .prefault({})

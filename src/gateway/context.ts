@@ -3,6 +3,8 @@
 import type { JsonRpcRequest } from '../mcp/jsonrpc.ts';
 
 export interface Principal {
+  /** How the caller proved who it is: an OAuth access token, or a Gatehouse API key (separate namespaces). */
+  source?: 'oauth' | 'api_key';
   subject: string;
   groups: readonly string[];
   tenant?: string;

@@ -23,8 +23,15 @@ import { mapTaskIds } from '../mcp/server-request-id.ts';
 import { negotiateVersion } from '../mcp/versions.ts';
 import { type AclCaller, type AclKind, type AclPolicy, aclCaller } from '../policy/acl.ts';
 import type { PolicyChain } from '../policy/chain.ts';
-import { type ExchangeSink, noopSink, type Outcome } from '../telemetry/events.ts';
+import { type ExchangeEvent, type ExchangeSink, noopSink, type Outcome } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import {
+  type RequestSpan,
+  type TraceContext,
+  type Tracing,
+  traceRequest,
+  upstreamCall,
+} from '../telemetry/tracing.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { CallContext, CallTarget, Principal } from './context.ts';
 import type { GatewaySession } from './session.ts';
@@ -54,6 +61,10 @@ export interface RequestMeta {
   /** W3C trace context of the exchange (set by tracing, or taken from the client). */
   traceId?: string | undefined;
   spanId?: string | undefined;
+  /** The client's W3C trace context (traceparent header, or the message's params._meta), validated. */
+  traceContext?: TraceContext | undefined;
+  /** This request's span, when tracing is on. */
+  span?: RequestSpan | undefined;
   /** Time spent waiting for upstreams so far, ms (set by the router; for the latency headers). */
   upstreamMs?: number | undefined;
 }
@@ -76,6 +87,8 @@ export interface RouteDeps {
   sessions: SessionRegistry;
   logger: Logger;
   gatewayInfo: { name: string; version: string };
+  /** OpenTelemetry spans, when tracing is on. */
+  tracing?: Tracing | undefined;
 }
 
 /** A caller without identity (a route without auth): no subjects, no scopes. */
@@ -162,7 +175,16 @@ export class Router {
   }
 
   /** initialize: a new session whose view is the catalogue's; upstream sessions open on first use. */
-  async initialize(
+  initialize(
+    req: JsonRpcRequest,
+    meta: RequestMeta,
+  ): Promise<{ response: JsonRpcResponse; session?: GatewaySession }> {
+    const m = traceRequest(this.#deps.tracing, meta, req, this.path, undefined, undefined);
+    if (m === meta) return this.#initialize(req, meta);
+    return this.#initialize(req, m).finally(() => m.span?.end());
+  }
+
+  async #initialize(
     req: JsonRpcRequest,
     meta: RequestMeta,
   ): Promise<{ response: JsonRpcResponse; session?: GatewaySession }> {
@@ -282,7 +304,24 @@ export class Router {
   }
 
   /** Any request but initialize. Never throws: every failure becomes a JSON-RPC error answer. */
-  async request(
+  request(
+    session: GatewaySession,
+    req: JsonRpcRequest,
+    channel: ReplyChannel,
+    meta: RequestMeta,
+  ): Promise<JsonRpcResponse> {
+    // With a trace of its own (a span, or a context in params._meta), the request gets its own meta (a
+    // batch's requests share the HTTP request's); its upstream time is added back to the shared one.
+    const m = traceRequest(this.#deps.tracing, meta, req, this.path, session.id, session.protocolVersion);
+    if (m === meta) return this.#request(session, req, channel, meta);
+    const base = m.upstreamMs ?? 0;
+    return this.#request(session, req, channel, m).finally(() => {
+      m.span?.end();
+      if (m.upstreamMs !== undefined) meta.upstreamMs = (meta.upstreamMs ?? 0) + m.upstreamMs - base;
+    });
+  }
+
+  async #request(
     session: GatewaySession,
     req: JsonRpcRequest,
     channel: ReplyChannel,
@@ -314,7 +353,8 @@ export class Router {
         const cacheKey = `${list.kind}\u0001${key}`;
         let mine = byCaller.get(cacheKey);
         if (!mine) {
-          const stepUp = this.#deps.stepUpChallenge !== undefined;
+          // Step-up only helps a caller with an OAuth token (API keys hold no scopes and cannot ask for one).
+          const stepUp = this.#deps.stepUpChallenge !== undefined && meta.principal?.source === 'oauth';
           const items = list.view(view).filter((item) => {
             const owner = list.owner(view, item);
             return owner !== undefined && acl.lists(caller, list.acl, owner.upstream, owner.original, stepUp);
@@ -544,9 +584,12 @@ export class Router {
     const t = performance.now();
     let response: JsonRpcResponse;
     let outcome: Outcome;
+    // The trace context the upstream gets (in params._meta and HTTP headers): the call's span, or the client's.
+    const call = upstreamCall(meta, target.upstream, target.kind, target.original, ctx.request);
     try {
       const us = session.readyUpstream(target.upstream) ?? (await session.upstream(target.upstream));
-      response = await us.request(ctx.request, {
+      response = await us.request(call ? call.request : ctx.request, {
+        trace: call?.headers,
         onStream: () => channel.stream(),
         onPause: () => channel.pause(),
         onMessage: (m) => {
@@ -555,6 +598,7 @@ export class Router {
         },
       });
       outcome = 'error' in response ? 'error' : 'ok';
+      call?.end(response);
       if (this.#sole === undefined && !('error' in response)) {
         const result = mapTaskIds(response.result, (id) => session.ids.task(session.id, target.upstream, id));
         if (result !== response.result) response = { ...response, result };
@@ -563,6 +607,7 @@ export class Router {
         response = this.#exposeContents(view, target.upstream, response);
     } catch (err) {
       const e = asGatehouseError(err);
+      call?.end(undefined, e);
       outcome = e.code === 'ERR_CANCELLED' ? 'cancelled' : 'upstream_error';
       if (e.code === 'ERR_UPSTREAM_UNAVAILABLE' || e.code === 'ERR_UPSTREAM_TIMEOUT')
         this.#deps.catalog.refresh(target.upstream, session.profile);
@@ -646,7 +691,7 @@ export class Router {
     if (decision.allow) return;
     let response: JsonRpcResponse;
     const stepUp = this.#deps.stepUpChallenge;
-    if (stepUp && decision.missingScopes) {
+    if (stepUp && decision.missingScopes && meta.principal?.source === 'oauth') {
       const scopes = [...new Set([...(meta.principal?.scopes ?? []), ...decision.missingScopes])];
       response = Errors.policyDenied(
         `Forbidden: this ${target.kind} needs the OAuth scope ${decision.missingScopes.join(' ')}; obtain a token with it and retry`,
@@ -679,6 +724,7 @@ export class Router {
     if (!s) {
       const caller = aclCaller({
         user: p.subject,
+        userKind: p.source === 'api_key' ? 'key' : 'user',
         groups: p.groups,
         agent: p.agent,
         tenant: p.tenant,
@@ -827,11 +873,12 @@ export class Router {
     request?: JsonRpcRequest,
   ): void {
     const sink = this.#deps.sink;
-    if (sink === noopSink) return; // nothing listens: build no event
+    const span = meta.span;
+    if (sink === noopSink && !span) return; // nothing listens: build no event
     const t = typeof target === 'string' ? { upstream: target, original: undefined } : target;
     const p = meta.principal;
     const kind = t && 'kind' in t && t.kind !== 'none' ? t.kind : undefined;
-    sink.emit({
+    const event: ExchangeEvent = {
       startedAt: meta.startedAt,
       route: this.path,
       sessionId,
@@ -853,7 +900,9 @@ export class Router {
       // An error answer an upstream gave (not one the gateway made when the call failed) is the upstream's code.
       upstreamCode:
         upstreamCode(response) ??
-        (outcome === 'error' && upstreamMs !== undefined && 'error' in response ? response.error.code : undefined),
+        (outcome === 'error' && upstreamMs !== undefined && 'error' in response
+          ? response.error.code
+          : undefined),
       clientIp: meta.clientIp,
       userAgent: meta.userAgent,
       requestBytes: meta.bytesIn,
@@ -861,7 +910,9 @@ export class Router {
       spanId: meta.spanId,
       request,
       response,
-    });
+    };
+    span?.record(event);
+    if (sink !== noopSink) sink.emit(event);
   }
 }
 

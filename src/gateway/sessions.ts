@@ -16,8 +16,9 @@ export interface SessionLimits {
   maxPerPrincipal: number;
 }
 
+/** Who a session belongs to: an API key and an OAuth user of the same name are different callers. */
 export function principalKey(p: Principal | undefined): string {
-  return p ? `${p.tenant ?? ''}\u0000${p.subject}` : '';
+  return p ? JSON.stringify([p.source ?? '', p.tenant ?? '', p.subject]) : '';
 }
 
 export class SessionRegistry {

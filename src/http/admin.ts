@@ -9,6 +9,8 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
+import { decodeCursor, encodeCursor, parseFilter, presentRecord } from '../audit/query.ts';
+import type { AuditStore } from '../audit/store.ts';
 import {
   type ApiKeyRecord,
   KEY_PREFIX,
@@ -22,8 +24,6 @@ import { parseDuration } from '../config/units.ts';
 import { GatehouseError } from '../mcp/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamHealth } from '../upstream/types.ts';
-import type { AuditStore } from '../audit/store.ts';
-import { decodeCursor, encodeCursor, parseFilter, presentRecord } from '../audit/query.ts';
 
 export const ADMIN_PREFIX = '/admin';
 /** The role an API key needs to use the admin API. */

@@ -2,6 +2,7 @@
 
 import type { FastifyRequest } from 'fastify';
 import type { RequestMeta } from '../gateway/router.ts';
+import { traceContext } from '../telemetry/tracing.ts';
 import { accepts } from './guards.ts';
 
 export const JSON_TYPE = 'application/json';
@@ -32,6 +33,9 @@ export function acceptsBoth(accept: string | undefined): boolean {
 
 export function meta(req: FastifyRequest): RequestMeta {
   const length = req.headers['content-length'];
+  // A client's W3C trace context (validated; a request's params._meta may override it, see tracing.ts).
+  const traceparent = req.headers.traceparent;
+  const trace = traceparent === undefined ? undefined : traceContext(traceparent, req.headers.tracestate);
   return {
     requestId: String(req.id),
     principal: undefined,
@@ -41,6 +45,9 @@ export function meta(req: FastifyRequest): RequestMeta {
     clientIp: req.ip,
     userAgent: header(req, 'user-agent'),
     bytesIn: length === undefined ? undefined : Number(length),
+    traceContext: trace,
+    traceId: trace?.traceId,
+    spanId: trace?.spanId,
   };
 }
 

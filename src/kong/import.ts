@@ -54,15 +54,62 @@ interface KongPlugin {
 
 const DECK_ENV = /\$\{\{\s*env\s+"([A-Za-z_][A-Za-z0-9_]*)"\s*\}\}/g;
 
-/** `${{ env "DECK_X" }}` substitutions, resolved like decK does; unset ones left for Gatehouse (${DECK_X}). */
-function substitute(text: string, env: NodeJS.ProcessEnv, report: ImportReport): string {
+/** Fields whose value is a secret: an env substitution there is kept as `{ env: NAME }`, never its value. */
+const SECRET_FIELDS = new Set(['client_secret']);
+
+/**
+ * `${{ env "DECK_X" }}` substitutions, resolved like decK does (in the text, so that one may stand inside a
+ * flow sequence), then every string value made literal for Gatehouse, whose config interpolates `${VAR}`:
+ * a `$` of the decK file (a tool description, a header, a resolved value) is written `$$`, else importing
+ * a file could make the gateway read its own environment (`${DB_PASSWORD}`) into a description every
+ * client lists. Unset variables are kept as `${DECK_X}` for Gatehouse to read at start; a secret field
+ * that is one substitution becomes `{ env: DECK_X }` (the secret is not written into the output file).
+ */
+function parseDeck(text: string, env: NodeJS.ProcessEnv, report: ImportReport): unknown {
+  // Placeholders first (letters and digits: YAML reads them the same anywhere), values after parsing.
+  let tag = 'GHDECKENV';
+  while (text.includes(tag)) tag += 'Q';
+  const names: string[] = [];
+  const marked = text.replace(DECK_ENV, (_m, name: string) => `${tag}X${names.push(name) - 1}X`);
+  const doc: unknown = parseYaml(marked);
+  const placeholder = new RegExp(`${tag}X(\\d+)X`, 'g');
+  const whole = new RegExp(`^${tag}X(\\d+)X$`);
   const unset = new Set<string>();
-  const out = text.replace(DECK_ENV, (_m, name: string) => {
-    const v = env[name];
-    if (v !== undefined) return v;
-    unset.add(name);
-    return `\${${name}}`;
-  });
+  const literal = (s: string) => s.replaceAll('$', '$$$$');
+  const value = (s: string, key: string | undefined): unknown => {
+    const only = whole.exec(s);
+    if (only) {
+      const name = names[Number(only[1])]!;
+      if (key !== undefined && SECRET_FIELDS.has(key)) {
+        report.warnings.push(
+          `${key}: ${'${{'} env "${name}" }} → { env: ${name} } (the secret is read from the environment at start, not written into the file)`,
+        );
+        return { env: name };
+      }
+      const v = env[name];
+      if (v === undefined) unset.add(name);
+      // Written in place, decK's way: an unquoted number or boolean stays one.
+      else if (/^(-?\d+(\.\d+)?|true|false)$/.test(v)) return parseYaml(v) as unknown;
+      return v === undefined ? `\${${name}}` : literal(v);
+    }
+    let out = '';
+    let last = 0;
+    for (const m of s.matchAll(placeholder)) {
+      const name = names[Number(m[1])]!;
+      const v = env[name];
+      if (v === undefined) unset.add(name);
+      out += literal(s.slice(last, m.index)) + (v === undefined ? `\${${name}}` : literal(v));
+      last = m.index + m[0].length;
+    }
+    return out + literal(s.slice(last));
+  };
+  const walk = (v: unknown, key: string | undefined): unknown => {
+    if (typeof v === 'string') return value(v, key);
+    if (Array.isArray(v)) return v.map((x) => walk(x, key));
+    if (isObj(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
+    return v;
+  };
+  const out = walk(doc, undefined);
   for (const name of unset)
     report.warnings.push(
       `${name} is not set: kept as \${${name}}, which Gatehouse reads from its environment at start`,
@@ -72,6 +119,7 @@ function substitute(text: string, env: NodeJS.ProcessEnv, report: ImportReport):
 
 /** A secret value: `{vault://env/name}` becomes { env: NAME }; other vault references are reported. */
 function secretOf(v: unknown, where: string, report: ImportReport): unknown {
+  // A literal secret had its `$` doubled for Gatehouse's interpolation (parseDeck); a vault reference has none.
   const s = str(v);
   if (s === undefined) return v;
   const vault = /^\{vault:\/\/([^/}]+)\/([^}]+)\}$/.exec(s);
@@ -318,7 +366,7 @@ export function importKong(text: string, env: NodeJS.ProcessEnv = process.env): 
   const report: ImportReport = { warnings: [], errors: [] };
   let deck: unknown;
   try {
-    deck = parseYaml(substitute(text, env, report));
+    deck = parseDeck(text, env, report);
   } catch (err) {
     report.errors.push(`not YAML: ${err instanceof Error ? err.message : String(err)}`);
     return { config: {}, report };
@@ -337,12 +385,13 @@ export function importKong(text: string, env: NodeJS.ProcessEnv = process.env): 
   const taggedUpstreams: { name: string; tags: string[] }[] = [];
   let maxBody = 0;
 
+  // Kong's precedence: a plugin on the route, else on its service, else a global one (neither).
+  const oauthPlugins = plugins.filter((x) => x.name === 'ai-mcp-oauth2');
   const oauthFor = (route: Obj | undefined, service: Obj | undefined) => {
-    const p = plugins.find(
-      (x) =>
-        x.name === 'ai-mcp-oauth2' &&
-        ((route && x.route === route) || (!x.route && service && x.service === service)),
-    );
+    const p =
+      (route && oauthPlugins.find((x) => x.route === route)) ??
+      (service && oauthPlugins.find((x) => !x.route && x.service === service)) ??
+      oauthPlugins.find((x) => !x.route && !x.service);
     return p ? oauthOf(p, report) : undefined;
   };
   const restUpstream = (p: KongPlugin): string | undefined => {

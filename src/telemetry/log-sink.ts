@@ -10,6 +10,7 @@ export function logSink(logger: Logger): ExchangeSink {
       logger.debug(
         {
           requestId: e.requestId,
+          traceId: e.traceId,
           sessionId: e.sessionId,
           route: e.route,
           method: e.mcpMethod,

@@ -36,16 +36,28 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
-/** Audit queue figures, as the audit writer reports them (all optional: absent ones are not exported). */
+/** One audit sink's figures, as the audit log reports them (its stats(); a structural match). */
+export interface AuditSinkStats {
+  name: string;
+  /** Records waiting in memory (queue and the batch being written). */
+  queueDepth: number;
+  queueCapacity?: number;
+  /** Records waiting in the local spool (written while the sink was down or the queue full). */
+  spooled: number;
+  spoolBytes?: number;
+  /** Totals since start. */
+  written: number;
+  dropped: number;
+  failures?: number;
+}
+
+/** The audit log's figures. */
 export interface AuditStats {
-  /** Records waiting in memory to be written. */
-  queueDepth?: number;
-  /** Records waiting on disk (spooled while a sink was down or the queue full). */
-  backlog?: number;
-  /** Records lost since start (could be neither written nor spooled). */
-  dropped?: number;
-  /** Records written since start. */
-  written?: number;
+  /** Whether every sink can keep a record now. */
+  accepting?: boolean;
+  /** Records lost by any sink since start. */
+  lost?: number;
+  sinks: readonly AuditSinkStats[];
 }
 
 /** What the gauges read at scrape time; each is optional. */
@@ -512,32 +524,66 @@ export class GatewayMetrics implements ExchangeSink {
         for (const [name, n] of self.#sources.stdioProcesses?.() ?? []) this.set({ upstream: name }, n);
       },
     });
-    const audit = (name: string, help: string, type: 'gauge' | 'counter', field: keyof AuditStats) =>
+    // Audit: the audit log's stats() (cheap) read by each family at scrape time.
+    const auditStats = (): AuditStats | undefined => self.#sources.audit?.();
+    const perSink = (
+      name: string,
+      help: string,
+      type: 'gauge' | 'counter',
+      field: 'queueDepth' | 'queueCapacity' | 'spooled' | 'spoolBytes' | 'written' | 'dropped' | 'failures',
+    ) =>
       add(
-        scraped(name, help, type, () => {
-          const v = self.#sources.audit?.()?.[field];
-          return typeof v === 'number' ? [{ labels: {}, value: v }] : [];
-        }),
+        scraped(name, help, type, () =>
+          (auditStats()?.sinks ?? []).flatMap((k) => {
+            const v = k[field];
+            return typeof v === 'number' ? [{ labels: { sink: k.name }, value: v }] : [];
+          }),
+        ),
       );
-    audit(
+    perSink(
       'gatehouse_audit_queue_depth',
       'Audit records waiting in memory to be written.',
       'gauge',
       'queueDepth',
     );
-    audit(
+    perSink('gatehouse_audit_queue_capacity', 'Capacity of the audit queue.', 'gauge', 'queueCapacity');
+    perSink(
       'gatehouse_audit_backlog',
       'Audit records spooled to local disk, waiting for their sink.',
       'gauge',
-      'backlog',
+      'spooled',
     );
-    audit(
+    perSink('gatehouse_audit_spool_bytes', 'Size of the audit spool on disk.', 'gauge', 'spoolBytes');
+    perSink('gatehouse_audit_written_total', 'Audit records written since start.', 'counter', 'written');
+    perSink(
       'gatehouse_audit_dropped_total',
-      'Audit records lost (neither written nor spooled) since start.',
+      'Audit records a sink could neither write nor spool, since start.',
       'counter',
       'dropped',
     );
-    audit('gatehouse_audit_written_total', 'Audit records written since start.', 'counter', 'written');
+    perSink(
+      'gatehouse_audit_failures_total',
+      'Failed audit write attempts, since start.',
+      'counter',
+      'failures',
+    );
+    add(
+      scraped('gatehouse_audit_lost_total', 'Audit records lost by any sink since start.', 'counter', () => {
+        const v = auditStats()?.lost;
+        return typeof v === 'number' ? [{ labels: {}, value: v }] : [];
+      }),
+    );
+    add(
+      scraped(
+        'gatehouse_audit_accepting',
+        'Whether every audit sink can keep a record now (1); else 0 (routes with audit: required answer 503).',
+        'gauge',
+        () => {
+          const v = auditStats()?.accepting;
+          return typeof v === 'boolean' ? [{ labels: {}, value: v ? 1 : 0 }] : [];
+        },
+      ),
+    );
   }
 
   /** The text exposition of every metric. */

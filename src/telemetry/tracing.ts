@@ -19,8 +19,8 @@ import {
   type Span,
   SpanKind,
   SpanStatusCode,
-  type TraceState,
   type Tracer,
+  type TraceState,
   trace,
 } from '@opentelemetry/api';
 import type { GatehouseError } from '../mcp/errors.ts';
@@ -147,7 +147,15 @@ export function traceRequest<M extends TraceFields>(
     return { ...meta, traceContext: fromMeta, traceId: fromMeta.traceId, spanId: fromMeta.spanId };
   }
   const parent = fromMeta ?? meta.traceContext;
-  const span = tracing.startRequest(req, route, sessionId, protocolVersion, parent);
+  let span: RequestSpan;
+  try {
+    span = tracing.startRequest(req, route, sessionId, protocolVersion, parent);
+  } catch {
+    // Tracing never fails a call: without its span, the request still carries the client's context.
+    return parent === meta.traceContext
+      ? meta
+      : { ...meta, traceContext: parent, traceId: parent?.traceId, spanId: parent?.spanId };
+  }
   const sc = span.span.spanContext();
   return { ...meta, traceContext: parent, span, traceId: sc.traceId, spanId: sc.spanId };
 }
@@ -172,7 +180,13 @@ export function upstreamCall(
   name: string | undefined,
   request: JsonRpcRequest,
 ): UpstreamCall | undefined {
-  if (meta.span) return meta.span.upstreamCall(upstream, kind, name, request);
+  if (meta.span) {
+    try {
+      return meta.span.upstreamCall(upstream, kind, name, request);
+    } catch {
+      return undefined; // tracing never fails a call
+    }
+  }
   const ctx = meta.traceContext;
   if (!ctx) return undefined;
   return {
@@ -186,7 +200,9 @@ const headerCache = new WeakMap<TraceContext, Record<string, string>>();
 function headersOf(ctx: TraceContext): Record<string, string> {
   let h = headerCache.get(ctx);
   if (!h) {
-    h = ctx.tracestate ? { traceparent: ctx.traceparent, tracestate: ctx.tracestate } : { traceparent: ctx.traceparent };
+    h = ctx.tracestate
+      ? { traceparent: ctx.traceparent, tracestate: ctx.tracestate }
+      : { traceparent: ctx.traceparent };
     headerCache.set(ctx, h);
   }
   return h;
@@ -201,7 +217,9 @@ export function withTraceMeta(
   const params = req.params;
   const old = params?._meta;
   const prior =
-    typeof old === 'object' && old !== null && !Array.isArray(old) ? (old as Record<string, unknown>) : undefined;
+    typeof old === 'object' && old !== null && !Array.isArray(old)
+      ? (old as Record<string, unknown>)
+      : undefined;
   if (prior && prior.traceparent === traceparent && prior.tracestate === tracestate) return req;
   const meta: Record<string, unknown> = prior ? { ...prior, traceparent } : { traceparent };
   if (tracestate === undefined) delete meta.tracestate;
@@ -248,6 +266,7 @@ export class RequestSpan {
   readonly #tracing: Tracing;
   readonly #method: string;
   #context: Context | undefined;
+  #event: ExchangeEvent | undefined;
   #ended = false;
 
   constructor(tracing: Tracing, span: Span, method: string) {
@@ -256,10 +275,16 @@ export class RequestSpan {
     this.#method = method;
   }
 
-  /** The exchange's outcome (the router's event); the last one recorded stands. */
+  /**
+   * The exchange's outcome (the router's event). The last one recorded stands: a resource read tried on
+   * several upstreams records each attempt.
+   */
   record(e: ExchangeEvent): void {
+    this.#event = e;
+  }
+
+  #apply(e: ExchangeEvent): void {
     const span = this.span;
-    if (this.#ended || !span.isRecording()) return;
     const kind = e.targetKind;
     const a: Attributes = {
       [ATTR.outcome]: e.outcome,
@@ -293,7 +318,12 @@ export class RequestSpan {
   }
 
   /** A CLIENT span for a call to an upstream, child of this one; the upstream gets its context. */
-  upstreamCall(upstream: string, kind: string, name: string | undefined, request: JsonRpcRequest): UpstreamCall {
+  upstreamCall(
+    upstream: string,
+    kind: string,
+    name: string | undefined,
+    request: JsonRpcRequest,
+  ): UpstreamCall {
     this.#context ??= trace.setSpan(ROOT_CONTEXT, this.span);
     const attributes: Attributes = { [ATTR.method]: request.method, [ATTR.upstream]: upstream };
     const key = targetAttribute(kind);
@@ -310,24 +340,12 @@ export class RequestSpan {
       request: withTraceMeta(request, traceparent, tracestate),
       headers: tracestate ? { traceparent, tracestate } : { traceparent },
       end(response, err) {
-        if (span.isRecording()) {
-          if (err) {
-            span.setAttributes({ [ATTR.errorType]: err.code, [ATTR.rpcCode]: String(err.rpcCode) });
-            span.setStatus({ code: SpanStatusCode.ERROR, message: err.message.slice(0, 256) });
-          } else if (response) {
-            const status = (response as { [UPSTREAM_CODE]?: number })[UPSTREAM_CODE];
-            if (status !== undefined) span.setAttribute(ATTR.httpStatus, status);
-            if ('error' in response) {
-              const code = String(response.error.code);
-              span.setAttributes({ [ATTR.rpcCode]: code, [ATTR.errorType]: code });
-              span.setStatus({ code: SpanStatusCode.ERROR, message: response.error.message.slice(0, 256) });
-            } else if (response.result.isError === true) {
-              span.setAttribute(ATTR.errorType, 'tool_error');
-              span.setStatus({ code: SpanStatusCode.ERROR, message: 'the tool reported an error' });
-            }
-          }
+        try {
+          if (span.isRecording()) recordCall(span, response, err);
+          span.end();
+        } catch {
+          // tracing never fails a call
         }
-        span.end();
       },
     };
   }
@@ -335,7 +353,36 @@ export class RequestSpan {
   end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.span.end();
+    try {
+      if (this.#event && this.span.isRecording()) this.#apply(this.#event);
+      this.span.end();
+    } catch {
+      // tracing never fails a call
+    }
+  }
+}
+
+/** A CLIENT span's outcome: the upstream's answer, or the error the call failed with. */
+function recordCall(
+  span: Span,
+  response: JsonRpcResponse | undefined,
+  err: GatehouseError | undefined,
+): void {
+  if (err) {
+    span.setAttributes({ [ATTR.errorType]: err.code, [ATTR.rpcCode]: String(err.rpcCode) });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message.slice(0, 256) });
+    return;
+  }
+  if (!response) return;
+  const status = (response as { [UPSTREAM_CODE]?: number })[UPSTREAM_CODE];
+  if (status !== undefined) span.setAttribute(ATTR.httpStatus, status);
+  if ('error' in response) {
+    const code = String(response.error.code);
+    span.setAttributes({ [ATTR.rpcCode]: code, [ATTR.errorType]: code });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: response.error.message.slice(0, 256) });
+  } else if (response.result.isError === true) {
+    span.setAttribute(ATTR.errorType, 'tool_error');
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'the tool reported an error' });
   }
 }
 
@@ -416,18 +463,22 @@ function parentContext(p: TraceContext): Context {
 
 /** Builds the tracer and its OTLP/HTTP exporter (the SDK is loaded only when tracing is on). */
 export async function startTracing(o: TracingOptions): Promise<Tracing> {
-  const [{ BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, AlwaysOnSampler, TracerProvider }, otlp, resources] =
-    await Promise.all([
-      import('@opentelemetry/sdk-trace'),
-      import('@opentelemetry/exporter-trace-otlp-http'),
-      import('@opentelemetry/resources'),
-    ]);
+  const [
+    { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, AlwaysOnSampler, TracerProvider },
+    otlp,
+    resources,
+  ] = await Promise.all([
+    import('@opentelemetry/sdk-trace'),
+    import('@opentelemetry/exporter-trace-otlp-http'),
+    import('@opentelemetry/resources'),
+  ]);
   const { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } = await import('@opentelemetry/semantic-conventions');
   routeDiagnostics(o.logger);
   const exporter = new otlp.OTLPTraceExporter({
     ...(o.endpoint ? { url: o.endpoint } : {}),
     headers: o.headers,
-    timeoutMillis: 10_000,
+    // Retries (with backoff) stop within this: a down collector is reported within seconds.
+    timeoutMillis: 5_000,
   });
   const provider = new TracerProvider({
     resource: resources.defaultResource().merge(
@@ -445,15 +496,20 @@ export async function startTracing(o: TracingOptions): Promise<Tracing> {
         scheduledDelayMillis: o.exportDelayMs,
         maxQueueSize: 2048,
         maxExportBatchSize: 512,
-        exportTimeoutMillis: 10_000,
+        exportTimeoutMillis: 6_000,
       }),
     ],
   });
   o.logger.info(
-    { endpoint: o.endpoint ?? '(OTEL_EXPORTER_OTLP_* or http://localhost:4318/v1/traces)', sampleRatio: o.sampleRatio },
+    {
+      endpoint: o.endpoint ?? '(OTEL_EXPORTER_OTLP_* or http://localhost:4318/v1/traces)',
+      sampleRatio: o.sampleRatio,
+    },
     'tracing on: spans exported over OTLP/HTTP',
   );
-  return new Tracing(provider.getTracer('gatehouse', o.serviceVersion), o.includeUser, () => provider.shutdown());
+  return new Tracing(provider.getTracer('gatehouse', o.serviceVersion), o.includeUser, () =>
+    provider.shutdown(),
+  );
 }
 
 /** Export failures (OpenTelemetry's diagnostics) reach the gateway's log, at most once a minute. */

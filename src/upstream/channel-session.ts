@@ -25,8 +25,11 @@ import {
 
 /** Where an upstream's messages travel: framing and the transport are the channel's business. */
 export interface MessageChannel {
-  /** Rejects when the channel is gone. */
-  send(m: JsonRpcMessage): Promise<void>;
+  /**
+   * Rejects when the channel is gone. `headers`: a request's trace context, for channels that speak HTTP
+   * (the message's params._meta carries it too).
+   */
+  send(m: JsonRpcMessage, headers?: Readonly<Record<string, string>>): Promise<void>;
   onMessage(handler: (m: JsonRpcMessage) => void): void;
   /** Called once when the channel ends (process exit, stream closed), with why. */
   onClose(handler: (reason: string) => void): void;
@@ -187,7 +190,7 @@ export class ChannelUpstreamSession implements UpstreamSession {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.#byUpstreamId.set(upstreamId, pending);
       this.#byClientId.set(key, pending);
-      this.#opts.channel.send(out).catch((err: unknown) => {
+      this.#opts.channel.send(out, opts.trace).catch((err: unknown) => {
         // A channel error that already names the upstream passes as it is.
         const e =
           err instanceof GatehouseError

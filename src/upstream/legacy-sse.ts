@@ -214,7 +214,7 @@ export class SseChannel implements MessageChannel {
     this.#endpoint.resolve(endpoint);
   }
 
-  async send(m: JsonRpcMessage): Promise<void> {
+  async send(m: JsonRpcMessage, trace?: Readonly<Record<string, string>>): Promise<void> {
     const { upstream, pool, requestTimeoutMs } = this.#opts;
     if (this.#closedReason !== undefined)
       throw Errors.upstreamUnavailable(`upstream "${upstream}" ${this.#closedReason}`);
@@ -224,7 +224,8 @@ export class SseChannel implements MessageChannel {
     const text = serialize(m);
     if (text === undefined) return;
     const auth = this.#postAuth.get(this.#postHeaders);
-    const headers = auth instanceof Promise ? await auth : auth;
+    const own = auth instanceof Promise ? await auth : auth;
+    const headers = trace ? { ...own, ...trace } : own;
     const signal = AbortSignal.timeout(requestTimeoutMs);
     let res: HttpAnswer;
     try {

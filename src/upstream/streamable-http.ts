@@ -248,10 +248,11 @@ class HttpUpstreamSession implements UpstreamSession {
       } catch {
         throw Errors.invalidParams('Invalid params: nested too deeply to be forwarded');
       }
-      const headers = this.#requestHeaders();
+      const pending = this.#requestHeaders();
+      const headers = pending instanceof Promise ? await pending : pending;
       const res = await up.send(
         'POST',
-        headers instanceof Promise ? await headers : headers,
+        opts.trace ? { ...headers, ...opts.trace } : headers,
         body,
         controller.signal,
       );

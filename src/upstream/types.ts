@@ -35,6 +35,11 @@ export interface RequestOptions {
   onPause?(): void;
   /** The gateway's own bookkeeping (catalogue refresh): not counted against max_concurrency, never refused by it. */
   internal?: boolean;
+  /**
+   * W3C trace context headers (traceparent, tracestate) for this request, sent by upstreams reached over
+   * HTTP (the request's params._meta carries the same context for every kind).
+   */
+  trace?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface UpstreamSession {
@@ -59,6 +64,7 @@ export interface UpstreamSession {
 
 /** Who an upstream session serves, as far as an upstream may learn it (a Principal is one). */
 export interface Caller {
+  source?: 'oauth' | 'api_key';
   subject: string;
   groups: readonly string[];
   agent?: string;

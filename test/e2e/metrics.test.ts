@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { request } from 'undici';
@@ -21,7 +22,7 @@ import {
 } from '../fixtures/misbehaving-upstream.ts';
 import { type RunningGateway, startGateway } from '../helpers/gateway.ts';
 import { type Exposition, parseExposition, sample, samples } from '../helpers/prometheus.ts';
-import { rpcError } from '../helpers/sdk.ts';
+import { rpcError, waitFor } from '../helpers/sdk.ts';
 
 const ACCEPT = 'application/json, text/event-stream';
 const VERSION = '2025-11-25';
@@ -252,6 +253,20 @@ health: { interval: 0 }
     expect(s.types.get('process_cpu_user_seconds_total')).toBe('counter');
   });
 
+  it("reports the audit log's figures (audit is on by default)", async () => {
+    let now = s;
+    await waitFor(async () => {
+      now = await scrape(`${gw.base}/metrics`);
+      return sample(now, 'gatehouse_audit_written_total') >= sample(s, 'gatehouse_requests_total');
+    }, 'the audit records written');
+    const sinks = samples(now, 'gatehouse_audit_written_total').map((x) => x.labels.sink);
+    expect(sinks).toHaveLength(1);
+    expect(sample(now, 'gatehouse_audit_queue_depth', { sink: sinks[0]! })).toBe(0);
+    expect(sample(now, 'gatehouse_audit_dropped_total')).toBe(0);
+    expect(sample(now, 'gatehouse_audit_lost_total')).toBe(0);
+    expect(sample(now, 'gatehouse_audit_accepting')).toBe(1);
+  });
+
   it('shows a call in flight', async () => {
     const c = clients[0]!;
     const pending = rpcError(c.callTool({ name: 'slow', arguments: {} }));
@@ -405,6 +420,41 @@ metrics: { listener: admin, path: /prom }
     expect((await request(`${g.base}/prom`)).statusCode).toBe(404);
     expect((await request(`${g.base}/metrics`)).statusCode).toBe(404);
     expect((await request(`${admin}/metrics`)).statusCode).toBe(404);
+  });
+
+  it('counts the processes of a stdio upstream', async () => {
+    const fixture = fileURLToPath(new URL('../fixtures/stdio-server.ts', import.meta.url));
+    const g = await startGateway(`
+upstreams:
+  fx: { type: stdio, command: ${JSON.stringify(process.execPath)}, args: [${JSON.stringify(fixture)}] }
+routes:
+  - path: /mcp
+    upstreams: [fx]
+health: { interval: 0 }
+`);
+    running.push(g);
+    // The catalogue's own process lists the tools.
+    await waitFor(
+      async () => sample(await scrape(`${g.base}/metrics`), 'gatehouse_stdio_processes') === 1,
+      'the catalogue',
+    );
+    const sid = await openSession(`${g.base}/mcp`);
+    await post(
+      `${g.base}/mcp`,
+      { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x' } } },
+      sid,
+    );
+    let s = await scrape(`${g.base}/metrics`);
+    expect(sample(s, 'gatehouse_stdio_processes', { upstream: 'fx' })).toBe(2);
+    expect(sample(s, 'gatehouse_sessions_open', { route: '/mcp' })).toBe(1);
+    // Ending the session ends its process.
+    await request(`${g.base}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': sid } });
+    await waitFor(
+      async () => sample(await scrape(`${g.base}/metrics`), 'gatehouse_stdio_processes') === 1,
+      'the exit',
+    );
+    s = await scrape(`${g.base}/metrics`);
+    expect(sample(s, 'gatehouse_sessions_open', { route: '/mcp' })).toBe(0);
   });
 
   it('nowhere when disabled; latency headers on JSON answers when configured', async () => {

@@ -189,16 +189,16 @@ health: { interval: 0 }
 
   it('path traversal through a path argument is impossible', async () => {
     const before = api.seen.length;
-    const r = await call('get-order', { orderId: '../../admin' });
-    expect(r.isError).toBeFalsy();
-    expect(api.seen[before]!.url.startsWith('/api/echo/orders/..%2F..%2Fadmin')).toBe(true);
-    const dots = await call('get-order', { orderId: '..' });
-    expect(dots.isError).toBe(true);
-    expect(dots.content[0]!.text).toContain('it would change the path');
-    const encoded = await call('get-order', { orderId: '%2e%2e%2fadmin' });
-    expect(encoded.isError).toBeFalsy();
-    expect(api.seen.at(-1)!.url).toContain('/api/echo/orders/%252e%252e%252fadmin');
-    expect(api.seen.length).toBe(before + 2);
+    const slash = await call('get-order', { orderId: 'a/b' });
+    expect(slash.isError).toBeFalsy();
+    expect(api.seen[before]!.url.startsWith('/api/echo/orders/a%2Fb')).toBe(true);
+    // A dot segment in any spelling is refused: an API (or proxy) decoding %2F or %2E would walk up.
+    for (const orderId of ['..', '../../admin', '%2e%2e%2fadmin']) {
+      const dots = await call('get-order', { orderId });
+      expect(dots.isError, orderId).toBe(true);
+      expect(dots.content[0]!.text).toContain('it would change the path');
+    }
+    expect(api.seen.length).toBe(before + 1);
   });
 
   it('an API failure (status ≥ 400) is an isError result with the status and an excerpt', async () => {

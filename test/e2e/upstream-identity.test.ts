@@ -93,6 +93,16 @@ upstreams:
         client_secret: { env: GW_CLIENT_SECRET }
         audience: "${EXCHANGED_AUD}"
         resource: "${EXCHANGED_AUD}"
+  lent:
+    type: streamable-http
+    url: "${exchanged.url}"
+    auth:
+      token_exchange:
+        client_id: "${gatewayClient.clientId}"
+        client_secret: { env: GW_CLIENT_SECRET }
+        audience: "${EXCHANGED_AUD}"
+        resource: "${EXCHANGED_AUD}"
+        callers_without_token: client_credentials
   fixed:
     type: streamable-http
     url: "${fixed.url}"
@@ -100,7 +110,7 @@ upstreams:
   plain: { type: streamable-http, url: "${plain.url}" }
 routes:
   - path: /mcp
-    upstreams: [asserted, legacy, exchanged, fixed]
+    upstreams: [asserted, legacy, exchanged, lent, fixed]
     tools: { prefix: always }
     auth:
       api_keys: true
@@ -242,7 +252,7 @@ health: { interval: 0 }
     }
   });
 
-  it('token exchange without a caller token: the catalogue and API-key callers use client_credentials', async () => {
+  it('token exchange without a caller token: the catalogue uses client_credentials; API-key callers are refused unless lent the gateway token', async () => {
     const catalogue = exchanged.received[0]!;
     expect(catalogue.what).toBe('POST initialize');
     expect(decodeJwt(catalogue.credential!)).toMatchObject({
@@ -252,7 +262,17 @@ health: { interval: 0 }
     const before = idp.exchanges().length;
     const c = await connect(`${gw.base}/mcp`, { authorization: `Bearer ${apiKey}` });
     try {
-      expect(await whoami(c, 'exchanged__whoami')).toMatchObject({
+      // By default the gateway's own token is not lent to a caller that has none: refused, nothing sent.
+      const seen = exchanged.received.length;
+      const refused = await c.callTool({ name: 'exchanged__whoami', arguments: {} }).then(
+        () => undefined,
+        (e: unknown) => e as McpError,
+      );
+      expect(refused?.code).toBe(-32001);
+      expect(refused?.message).toContain("needs the caller's OAuth access token");
+      expect(exchanged.received.length).toBe(seen);
+      // With callers_without_token: client_credentials, it acts with the gateway's token.
+      expect(await whoami(c, 'lent__whoami')).toMatchObject({
         sub: gatewayClient.clientId,
         aud: EXCHANGED_AUD,
       });
@@ -336,7 +356,7 @@ health: { interval: 0 }
       expect(err).toBeInstanceOf(McpError);
       expect((err as McpError).code).toBe(-32001);
       expect((err as McpError).message).toMatch(
-        /upstream "files" was not called: .*identity provider.*unreachable/,
+        /upstream "files" was not called: the identity provider could not be reached for the token exchange/,
       );
       expect(up.received.length).toBe(seen); // never sent without a credential
     } finally {

@@ -3,6 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { RouteView } from '../../src/catalog/view.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import type { ExchangeEvent } from '../../src/telemetry/events.ts';
 import { denyReason, GatewayMetrics, OTHER, UNMATCHED } from '../../src/telemetry/metrics.ts';
 import { resourceTemplateLabeller, templateRegExp } from '../../src/telemetry/resource-templates.ts';
@@ -214,13 +215,41 @@ describe('gauges', () => {
     // No audit writer: no audit series.
     expect(samples(s, 'gatehouse_audit_queue_depth')).toHaveLength(0);
     inFlight = 0;
-    m.setAuditStats(() => ({ queueDepth: 7, backlog: 2, dropped: 1, written: 99 }));
+    let accepting = true;
+    m.setAuditStats(() => ({
+      accepting,
+      lost: 3,
+      sinks: [
+        {
+          name: 'sqlite',
+          queueDepth: 7,
+          queueCapacity: 100,
+          spooled: 2,
+          spoolBytes: 512,
+          written: 99,
+          dropped: 1,
+          failures: 4,
+        },
+        { name: 'pg', queueDepth: 0, spooled: 0, written: 5, dropped: 0 },
+      ],
+    }));
     s = await scrape(m);
     expect(sample(s, 'gatehouse_upstream_in_flight', { upstream: 'a' })).toBe(0);
-    expect(sample(s, 'gatehouse_audit_queue_depth')).toBe(7);
-    expect(sample(s, 'gatehouse_audit_backlog')).toBe(2);
-    expect(sample(s, 'gatehouse_audit_dropped_total')).toBe(1);
-    expect(sample(s, 'gatehouse_audit_written_total')).toBe(99);
+    expect(sample(s, 'gatehouse_audit_queue_depth', { sink: 'sqlite' })).toBe(7);
+    expect(sample(s, 'gatehouse_audit_queue_capacity', { sink: 'sqlite' })).toBe(100);
+    expect(sample(s, 'gatehouse_audit_backlog', { sink: 'sqlite' })).toBe(2);
+    expect(sample(s, 'gatehouse_audit_spool_bytes', { sink: 'sqlite' })).toBe(512);
+    expect(sample(s, 'gatehouse_audit_dropped_total', { sink: 'sqlite' })).toBe(1);
+    expect(sample(s, 'gatehouse_audit_failures_total', { sink: 'sqlite' })).toBe(4);
+    expect(sample(s, 'gatehouse_audit_written_total', { sink: 'sqlite' })).toBe(99);
+    expect(sample(s, 'gatehouse_audit_written_total', { sink: 'pg' })).toBe(5);
+    // Figures a sink does not report are not exported for it.
+    expect(samples(s, 'gatehouse_audit_queue_capacity')).toHaveLength(1);
+    expect(samples(s, 'gatehouse_audit_failures_total')).toHaveLength(1);
+    expect(sample(s, 'gatehouse_audit_lost_total')).toBe(3);
+    expect(sample(s, 'gatehouse_audit_accepting')).toBe(1);
+    accepting = false;
+    expect(sample(await scrape(m), 'gatehouse_audit_accepting')).toBe(0);
     expect(s.types.get('gatehouse_audit_dropped_total')).toBe('counter');
     expect(s.types.get('gatehouse_request_duration_seconds')).toBe('histogram');
   });
@@ -266,5 +295,49 @@ describe('resource templates', () => {
     expect(label('/mcp', undefined, 'mem://one')).toBeUndefined();
     expect(label('/none', 'a', 'mem://one')).toBeUndefined();
     expect(calls).toBe(6);
+  });
+});
+
+describe('metrics config', () => {
+  const base = (extra: string) => `
+upstreams:
+  up: { type: streamable-http, url: "http://127.0.0.1:1/mcp" }
+routes:
+  - path: /mcp
+    upstreams: [up]
+${extra}`;
+  const problems = (extra: string): { path: string; message: string }[] => {
+    try {
+      parseConfig(base(extra), 'test.yaml', {});
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as ConfigError).problems.map((p) => ({ path: p.path, message: p.message }));
+    }
+    return [];
+  };
+
+  it('accepts a path of its own, and the admin listener when there is one', () => {
+    expect(problems('metrics: { path: /prom }')).toEqual([]);
+    expect(problems('admin: { listen: { port: 0 } }\nmetrics: { listener: admin }')).toEqual([]);
+    expect(problems('metrics: { enabled: false, listener: admin }')).toEqual([]);
+  });
+
+  it('refuses the admin listener without admin.listen, a route path, and reserved paths', () => {
+    expect(problems('metrics: { listener: admin }')).toEqual([
+      { path: 'metrics.listener', message: expect.stringContaining('admin.listen') },
+    ]);
+    expect(problems('admin: {}\nmetrics: { listener: admin }').map((p) => p.path)).toEqual([
+      'metrics.listener',
+    ]);
+    expect(problems('metrics: { path: /mcp }')).toEqual([
+      { path: 'metrics.path', message: expect.stringContaining('MCP endpoint') },
+    ]);
+    expect(problems('metrics: { path: /mcp/sse }').map((p) => p.path)).toEqual(['metrics.path']);
+    expect(problems('metrics: { path: /healthz }').map((p) => p.path)).toEqual(['metrics.path']);
+    expect(problems('metrics: { path: /admin/metrics }').map((p) => p.path)).toEqual(['metrics.path']);
+    expect(problems('metrics: { path: "no-slash" }').map((p) => p.path)).toEqual(['metrics.path']);
+    expect(problems('metrics: { max_label_values: 1 }').map((p) => p.path)).toEqual([
+      'metrics.max_label_values',
+    ]);
   });
 });

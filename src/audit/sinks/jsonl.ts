@@ -14,6 +14,17 @@ export function recordLine(r: StoredRecord, extra?: Record<string, unknown>): st
   return `${JSON.stringify({ ...extra, time: new Date(r.ts).toISOString(), ...r })}\n`;
 }
 
+/** The end of a file: enough for its last record (a record with payloads stays well under this). */
+const TAIL = 1 << 20;
+
+async function readTail(fh: FileHandle, size: number): Promise<string> {
+  const len = Math.min(size, TAIL);
+  if (len === 0) return '';
+  const buf = Buffer.alloc(len);
+  await fh.read(buf, 0, len, size - len);
+  return buf.toString('utf8');
+}
+
 /** The last complete line of a file's text, or undefined. */
 function lastLine(text: string): string | undefined {
   const end = text.lastIndexOf('\n');
@@ -48,15 +59,17 @@ export class JsonlAuditSink implements AuditSink {
     await mkdir(dirname(this.path), { recursive: true });
     const fh = await open(this.path, 'a+');
     try {
-      let text = (await fh.readFile()).toString('utf8');
-      if (text.length > 0 && !text.endsWith('\n')) {
+      let size = (await fh.stat()).size;
+      let tail = await readTail(fh, size);
+      if (tail.length > 0 && !tail.endsWith('\n')) {
         // A line cut short (crash, full disk): drop it; its record is written again.
-        const keep = text.lastIndexOf('\n') + 1;
-        await fh.truncate(Buffer.byteLength(text.slice(0, keep)));
-        text = text.slice(0, keep);
+        const cut = Buffer.byteLength(tail.slice(tail.lastIndexOf('\n') + 1));
+        size -= cut;
+        await fh.truncate(size);
+        tail = await readTail(fh, size);
       }
-      this.#size = Buffer.byteLength(text);
-      const last = lastLine(text) ?? (await this.#lastOfRotated());
+      this.#size = size;
+      const last = lastLine(tail) ?? (await this.#lastOfRotated());
       this.#tip = last ? pointOf(last) : { seq: 0, hash: GENESIS };
     } catch (err) {
       await fh.close().catch(() => undefined);
@@ -69,7 +82,13 @@ export class JsonlAuditSink implements AuditSink {
 
   async #lastOfRotated(): Promise<string | undefined> {
     const prev = `${this.path}.1`;
-    return existsSync(prev) ? lastLine(await readFile(prev, 'utf8')) : undefined;
+    if (!existsSync(prev)) return undefined;
+    const fh = await open(prev, 'r');
+    try {
+      return lastLine(await readTail(fh, (await fh.stat()).size));
+    } finally {
+      await fh.close();
+    }
   }
 
   async write(rows: readonly AuditRow[], retry: boolean): Promise<void> {
@@ -100,7 +119,13 @@ export class JsonlAuditSink implements AuditSink {
   }
 
   async #lastId(): Promise<string | undefined> {
-    const line = lastLine(await readFile(this.path, 'utf8'));
+    const fh = await open(this.path, 'r');
+    let line: string | undefined;
+    try {
+      line = lastLine(await readTail(fh, (await fh.stat()).size));
+    } finally {
+      await fh.close();
+    }
     if (!line) return undefined;
     try {
       return String((JSON.parse(line) as { id?: unknown }).id);

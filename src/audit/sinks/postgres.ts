@@ -82,7 +82,9 @@ export class PgAuditStore implements AuditSink, AuditStore {
       // Instances starting together must not race on CREATE (it is not atomic in PostgreSQL).
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${this.#lockKey}:schema`]);
       if (this.#schema) await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.#schema}`);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.#table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+      await c.query(
+        `CREATE TABLE IF NOT EXISTS ${this.#table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+      );
       const v = await c.query(`SELECT value FROM ${this.#table}_meta WHERE key = 'schema_version'`);
       const version = v.rows[0] ? Number(v.rows[0].value) : 0;
       if (version >= SCHEMA_VERSION) return;
@@ -109,6 +111,12 @@ export class PgAuditStore implements AuditSink, AuditStore {
   async #tx<T>(fn: (c: Client) => Promise<T>): Promise<T> {
     const c = await this.#pool.connect();
     let broken: Error | undefined;
+    // A connection that breaks between two statements emits 'error' on the client: without a listener
+    // that would be an uncaught exception. The pending statement fails anyway, and the client is discarded.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       const out = await fn(c);
@@ -119,6 +127,7 @@ export class PgAuditStore implements AuditSink, AuditStore {
       await c.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
+      c.off('error', onError);
       c.release(broken);
     }
   }
@@ -153,14 +162,23 @@ export class PgAuditStore implements AuditSink, AuditStore {
     const r = await c.query(`SELECT seq, hash FROM ${this.#table} ORDER BY seq DESC LIMIT 1`);
     const row =
       r.rows[0] ??
-      (await c.query(`SELECT cut_seq AS seq, cut_hash AS hash FROM ${this.#checkpoints} ORDER BY cut_seq DESC LIMIT 1`))
-        .rows[0];
+      (
+        await c.query(
+          `SELECT cut_seq AS seq, cut_hash AS hash FROM ${this.#checkpoints} ORDER BY cut_seq DESC LIMIT 1`,
+        )
+      ).rows[0];
     return row ? { seq: Number(row.seq), hash: String(row.hash) } : { seq: 0, hash: GENESIS };
   }
 
   async query(filter: AuditFilter, opts: QueryOptions): Promise<StoredRecord[]> {
     await this.ready();
-    const w = whereClause(filter, this.#privacy, (n) => `$${n}`, (ms) => new Date(ms), cursorOf(opts));
+    const w = whereClause(
+      filter,
+      this.#privacy,
+      (n) => `$${n}`,
+      (ms) => new Date(ms),
+      cursorOf(opts),
+    );
     const order = (opts.order ?? 'desc') === 'desc' ? 'DESC' : 'ASC';
     const r = await this.#pool.query(
       `SELECT * FROM ${this.#table} ${w.sql} ORDER BY seq ${order} LIMIT $${w.values.length + 1}`,
@@ -215,9 +233,10 @@ export class PgAuditStore implements AuditSink, AuditStore {
       const before = (await pool.query(`SELECT seq, hash FROM ${table} WHERE seq = $1`, [first - 1])).rows[0];
       if (before) return { seq: Number(before.seq), hash: String(before.hash), kind: 'record' };
       const cp = (
-        await pool.query(`SELECT cut_seq AS seq, cut_hash AS hash FROM ${this.#checkpoints} WHERE cut_seq = $1`, [
-          first - 1,
-        ])
+        await pool.query(
+          `SELECT cut_seq AS seq, cut_hash AS hash FROM ${this.#checkpoints} WHERE cut_seq = $1`,
+          [first - 1],
+        )
       ).rows[0];
       if (cp) return { seq: Number(cp.seq), hash: String(cp.hash), kind: 'checkpoint' };
       return first === 1 ? { seq: 0, hash: GENESIS, kind: 'genesis' } : undefined;
@@ -232,7 +251,8 @@ export class PgAuditStore implements AuditSink, AuditStore {
       const done = await this.#tx(async (c) => {
         // Purges and writes of every instance take turns; a purge chunk is short.
         await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [this.#lockKey]);
-        const young = (await c.query(`SELECT min(seq) AS v FROM ${this.#table} WHERE ts >= $1`, [cutoff])).rows[0]?.v;
+        const young = (await c.query(`SELECT min(seq) AS v FROM ${this.#table} WHERE ts >= $1`, [cutoff]))
+          .rows[0]?.v;
         const cutRow =
           young === null || young === undefined
             ? (await c.query(`SELECT max(seq) AS v FROM ${this.#table}`)).rows[0]?.v
@@ -243,7 +263,9 @@ export class PgAuditStore implements AuditSink, AuditStore {
         if (first === null || first === undefined || Number(first) > cut) return true;
         const end = Math.min(cut, Number(first) + PURGE_CHUNK - 1);
         const last = (
-          await c.query(`SELECT seq, hash FROM ${this.#table} WHERE seq <= $1 ORDER BY seq DESC LIMIT 1`, [end])
+          await c.query(`SELECT seq, hash FROM ${this.#table} WHERE seq <= $1 ORDER BY seq DESC LIMIT 1`, [
+            end,
+          ])
         ).rows[0];
         if (!last) return true;
         const point = { seq: Number(last.seq), hash: String(last.hash) };

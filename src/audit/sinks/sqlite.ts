@@ -1,11 +1,15 @@
 // The SQLite audit sink (built into Node, no setup: the default): WAL mode, one transaction per batch
 // through a prepared statement, the chain tip read under the write lock (so two writers on one file still
-// make one chain). Also the store that query, export, verify and the retention purge read.
+// make one chain). Also the store that query, export, verify and the retention purge read. In a gateway
+// (`threaded`), writes and purges run in a worker thread (sqlite-worker.ts): node:sqlite is synchronous,
+// and hashing and inserting must not hold the event loop that serves requests; reads use a connection of
+// their own (WAL lets them run beside the writer).
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import { type ChainPoint, GENESIS, link, type VerifyResult, verifyChain } from '../chain.ts';
 import type { SinkPrivacy } from '../privacy.ts';
 import { type AuditRow, COLUMNS, type StoredRecord } from '../record.ts';
@@ -20,6 +24,7 @@ import {
   type QueryOptions,
   whereClause,
 } from '../store.ts';
+import type { WorkerCall, WorkerReply } from './sqlite-worker.ts';
 
 const TABLE = 'audit_log';
 const CHECKPOINTS = 'audit_checkpoints';
@@ -39,11 +44,47 @@ export class SqliteAuditStore implements AuditSink, AuditStore {
   #insert: StatementSync | undefined;
   #tip: StatementSync | undefined;
   #lastCheckpoint: StatementSync | undefined;
+  readonly #threaded: boolean;
+  #worker: Worker | undefined;
+  #calls = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  #callId = 0;
 
-  constructor(name: string, path: string, privacy: SinkPrivacy) {
+  constructor(name: string, path: string, privacy: SinkPrivacy, opts: { threaded?: boolean } = {}) {
     this.name = name;
     this.path = path;
     this.#privacy = privacy;
+    this.#threaded = opts.threaded === true;
+  }
+
+  /** One request to the writer thread (started on first use, again after it died). */
+  #call(msg: WorkerCall): Promise<unknown> {
+    if (!this.#worker) {
+      const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+      const w = new Worker(new URL(`./sqlite-worker${ext}`, import.meta.url), {
+        workerData: { name: this.name, path: this.path },
+      });
+      w.unref();
+      w.on('message', (r: WorkerReply) => {
+        const call = this.#calls.get(r.id);
+        if (!call) return;
+        this.#calls.delete(r.id);
+        if (r.ok) call.resolve(r.result);
+        else call.reject(Object.assign(new Error(r.error), r.code ? { code: r.code } : {}));
+      });
+      const fail = (err: Error) => {
+        if (this.#worker === w) this.#worker = undefined;
+        for (const c of this.#calls.values()) c.reject(err);
+        this.#calls.clear();
+      };
+      w.on('error', fail);
+      w.on('exit', (code) => fail(new Error(`the audit writer thread exited (code ${code})`)));
+      this.#worker = w;
+    }
+    const id = ++this.#callId;
+    return new Promise((resolve, reject) => {
+      this.#calls.set(id, { resolve, reject });
+      this.#worker!.postMessage({ ...msg, id });
+    });
   }
 
   /** Opens (creating the file and tables when `create`); a missing file is an error otherwise. */
@@ -77,6 +118,11 @@ export class SqliteAuditStore implements AuditSink, AuditStore {
   }
 
   async write(rows: readonly AuditRow[], retry: boolean): Promise<void> {
+    if (this.#threaded) {
+      // As JSON text: copying one string to the thread costs less than cloning every row object.
+      await this.#call({ op: 'write', rows: JSON.stringify(rows), retry });
+      return;
+    }
     const db = this.#open();
     db.exec('BEGIN IMMEDIATE');
     try {
@@ -106,7 +152,13 @@ export class SqliteAuditStore implements AuditSink, AuditStore {
   }
 
   async query(filter: AuditFilter, opts: QueryOptions): Promise<StoredRecord[]> {
-    const w = whereClause(filter, this.#privacy, () => '?', (ms) => ms, cursorOf(opts));
+    const w = whereClause(
+      filter,
+      this.#privacy,
+      () => '?',
+      (ms) => ms,
+      cursorOf(opts),
+    );
     const order = (opts.order ?? 'desc') === 'desc' ? 'DESC' : 'ASC';
     return this.#open()
       .prepare(`SELECT * FROM ${TABLE} ${w.sql} ORDER BY seq ${order} LIMIT ?`)
@@ -160,6 +212,7 @@ export class SqliteAuditStore implements AuditSink, AuditStore {
   }
 
   async purge(now: number, retentionMs: number): Promise<PurgeResult> {
+    if (this.#threaded) return (await this.#call({ op: 'purge', now, retentionMs })) as PurgeResult;
     const db = this.#open();
     const cutoff = now - retentionMs;
     const young = scalar(db, `SELECT min(seq) AS v FROM ${TABLE} WHERE ts >= ?`, cutoff);
@@ -172,7 +225,9 @@ export class SqliteAuditStore implements AuditSink, AuditStore {
       const end = Math.min(cut, first + PURGE_CHUNK - 1);
       db.exec('BEGIN IMMEDIATE');
       try {
-        const last = db.prepare(`SELECT seq, hash FROM ${TABLE} WHERE seq <= ? ORDER BY seq DESC LIMIT 1`).get(end);
+        const last = db
+          .prepare(`SELECT seq, hash FROM ${TABLE} WHERE seq <= ? ORDER BY seq DESC LIMIT 1`)
+          .get(end);
         if (!last) {
           db.exec('COMMIT');
           return result;
@@ -194,6 +249,12 @@ export class SqliteAuditStore implements AuditSink, AuditStore {
   }
 
   async close(): Promise<void> {
+    const w = this.#worker;
+    if (w) {
+      await this.#call({ op: 'close' }).catch(() => undefined);
+      this.#worker = undefined;
+      await w.terminate();
+    }
     this.#db?.close();
     this.#db = undefined;
   }

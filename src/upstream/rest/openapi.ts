@@ -21,7 +21,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { dereference, validate } from '@readme/openapi-parser';
 import { parse as parseYaml } from 'yaml';
-import { globToRegExp } from '../../catalog/filter.ts';
+import { globMatcher } from '../../catalog/filter.ts';
 import type { JsonSchema, RestAnnotations, RestParameter, RestToolSpec } from './tools.ts';
 
 export interface OpenApiSelection {
@@ -67,6 +67,35 @@ const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i;
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** The largest OpenAPI document read from a URL (the largest public ones are a few MiB). */
+export const MAX_DOCUMENT_BYTES = 32 * 1024 * 1024;
+
+/** A response's body as text, refused past MAX_DOCUMENT_BYTES (a server could stream for ever). */
+async function readBounded(res: Response, source: string): Promise<string> {
+  const tooBig = () =>
+    new Error(`the OpenAPI document ${source} is larger than ${MAX_DOCUMENT_BYTES / 1024 / 1024} MiB`);
+  const declared = Number(res.headers.get('content-length') ?? Number.NaN);
+  if (declared > MAX_DOCUMENT_BYTES) {
+    await res.body?.cancel();
+    throw tooBig();
+  }
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_DOCUMENT_BYTES) {
+      await reader.cancel();
+      throw tooBig();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** Where each loaded document came from, to resolve its relative server URL (3.x) or missing host (2.0). */
 const documentUrls = new WeakMap<object, string>();
 
@@ -90,7 +119,7 @@ export async function loadOpenApi(source: string, baseDir: string): Promise<Obj>
       await res.body?.cancel();
       throw new Error(`cannot fetch the OpenAPI document ${source}: HTTP ${res.status}`);
     }
-    text = await res.text();
+    text = await readBounded(res, source);
   } else {
     const path = resolve(baseDir, source);
     try {
@@ -133,8 +162,27 @@ export async function loadOpenApi(source: string, baseDir: string): Promise<Obj>
   return out;
 }
 
+/**
+ * Each run of characters outside [A-Za-z0-9_.-], with the underscores around it, becomes one `_`; leading
+ * and trailing underscores go. Written without a backtracking regex (`_*[^…]+_*` is quadratic on a long
+ * run of underscores, and an operationId is the document's to choose).
+ */
 export function sanitizeName(raw: string): string {
-  const s = raw.replace(/_*[^A-Za-z0-9_.-]+_*/g, '_').replace(/^_+|_+$/g, '') || 'operation';
+  const parts = raw.split(/[^A-Za-z0-9_.-]+/);
+  let s = parts
+    .map((p, i) => {
+      let a = 0;
+      let b = p.length;
+      if (i > 0) while (a < b && p[a] === '_') a++;
+      if (i < parts.length - 1) while (b > a && p[b - 1] === '_') b--;
+      return p.slice(a, b);
+    })
+    .join('_');
+  let a = 0;
+  let b = s.length;
+  while (a < b && s[a] === '_') a++;
+  while (b > a && s[b - 1] === '_') b--;
+  s = s.slice(a, b) || 'operation';
   return s.length <= 128 ? s : s.slice(0, 128);
 }
 
@@ -365,8 +413,8 @@ function swagger2Parameters(
 
 function matches(globs: readonly string[] | undefined, values: readonly string[]): boolean {
   if (!globs || globs.length === 0) return false;
-  const res = globs.map(globToRegExp);
-  return values.some((v) => res.some((r) => r.test(v)));
+  const matchers = globs.map(globMatcher);
+  return values.some((v) => matchers.some((m) => m(v)));
 }
 
 function serverUrl(doc: Obj): string | undefined {

@@ -154,7 +154,9 @@ function describeError(e: ErrorObject, plans: readonly ArgPlan[]): string {
     const known = plans.map((p) => p.arg).join(', ') || '(none)';
     return `unknown argument "${extra}"; this tool takes: ${known}`;
   }
-  const where = parts.length === 0 ? 'arguments' : `argument "${parts.map(decodeURIComponent).join('.')}"`;
+  // A JSON Pointer (RFC 6901): ~1 is '/', ~0 is '~'. Not percent-encoding (a key "%" must not throw).
+  const unpointer = (p: string) => p.replaceAll('~1', '/').replaceAll('~0', '~');
+  const where = parts.length === 0 ? 'arguments' : `argument "${parts.map(unpointer).join('.')}"`;
   return `${where} ${e.message ?? 'is invalid'}`;
 }
 
@@ -298,13 +300,41 @@ export function compileRestTool(spec: RestToolSpec): CompiledRestTool {
 
 const scalar = (v: unknown): string => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
 
-/** A path segment from an argument: encoded whole, and never `.`/`..` (which would walk the route). */
+/** The text as an API decoding it (up to three times over) would see it; malformed escapes kept. */
+function decoded(text: string): string {
+  let s = text;
+  for (let i = 0; i < 3 && s.includes('%'); i++) {
+    const next = s.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) =>
+      String.fromCharCode(Number.parseInt(h, 16)),
+    );
+    if (next === s) break;
+    s = next;
+  }
+  return s;
+}
+
+/**
+ * A path segment from an argument: encoded whole, never empty, and never holding a dot segment — not even
+ * between slashes or backslashes, nor percent-encoded, nor with a `;` matrix parameter (`..;x`): the argument
+ * is sent encoded, but an API (or a proxy before it) that decodes `%2F`, `%5C`, `%2E` or `%3B` before routing,
+ * or strips path parameters, would otherwise walk up the route.
+ */
 function pathSegment(arg: string, v: unknown): string {
   const text = Array.isArray(v) ? v.map(scalar).join(',') : scalar(v);
-  if (text === '' || text === '.' || text === '..')
-    throw new RestToolError(`argument "${arg}" cannot be ${JSON.stringify(text)} (it would change the path)`);
+  if (
+    text === '' ||
+    decoded(text)
+      .split(/[/\\]/)
+      .some((seg) => /^\.\.?(;|$)/.test(seg))
+  )
+    throw new RestToolError(
+      `argument "${arg}" cannot be ${JSON.stringify(text)}: it is empty or holds a . or .. segment (it would change the path)`,
+    );
   return encodeURIComponent(text);
 }
+
+/** What an HTTP field value may hold (RFC 9110 §5.5; undici refuses the rest, and CR/LF would split the request). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** Query pairs for one parameter, per its OpenAPI style. */
 function queryPairs(plan: ArgPlan, v: unknown, out: [string, string][]): void {
@@ -337,12 +367,15 @@ export interface BuiltRequest {
 
 /**
  * The HTTP request for valid arguments. `basePath` is the base URL's path (no trailing slash). Header
- * values with line breaks are refused (they would split the request).
+ * values with line breaks are refused (they would split the request), and so is an argument that would set
+ * one of the `reservedQuery` names (the upstream's static query: an API reading the first of two `tenant`
+ * parameters would otherwise take the caller's).
  */
 export function buildRequest(
   t: CompiledRestTool,
   args: Record<string, unknown>,
   basePath: string,
+  reservedQuery?: ReadonlySet<string>,
 ): BuiltRequest {
   const byArg = new Map(t.args.map((p) => [p.arg, p]));
   let path = t.path;
@@ -359,12 +392,25 @@ export function buildRequest(
       case 'path':
         path = path.replaceAll(`{${plan.name}}`, pathSegment(arg, v));
         break;
-      case 'query':
+      case 'query': {
+        const from = query.length;
         queryPairs(plan, v, query);
+        for (let i = from; reservedQuery && i < query.length; i++) {
+          const name = query[i]![0];
+          if (reservedQuery.has(name))
+            throw new RestToolError(
+              `argument "${arg}" would set the query parameter "${name}", which the gateway sets for this API`,
+            );
+        }
         break;
+      }
       case 'header': {
         const text = Array.isArray(v) ? v.map(scalar).join(',') : scalar(v);
         if (/[\r\n]/.test(text)) throw new RestToolError(`argument "${arg}" cannot contain line breaks`);
+        if (!FIELD_VALUE.test(text))
+          throw new RestToolError(
+            `argument "${arg}" holds characters an HTTP header cannot carry (control characters, or beyond U+00FF)`,
+          );
         headers[plan.name.toLowerCase()] = text;
         break;
       }

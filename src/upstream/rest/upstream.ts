@@ -64,7 +64,10 @@ export class RestUpstream extends UpstreamBase implements Upstream {
   readonly #origin: string;
   /** The base URL's path without a trailing slash: every request stays under it. */
   readonly #basePath: string;
+  readonly #shownBase: string;
   readonly #query: string;
+  /** The static query's names: no argument may set them too. */
+  readonly #queryNames: ReadonlySet<string>;
   readonly #byName: ReadonlyMap<string, CompiledRestTool>;
   readonly #list: Record<string, unknown>;
 
@@ -74,7 +77,10 @@ export class RestUpstream extends UpstreamBase implements Upstream {
     const base = new URL(options.baseUrl);
     this.#origin = base.origin;
     this.#basePath = base.pathname.replace(/\/+$/, '');
+    // Shown to clients (messages, resource URIs): never the base URL's user:password or its query.
+    this.#shownBase = `${this.#origin}${this.#basePath}`;
     this.#query = new URLSearchParams(options.query).toString();
+    this.#queryNames = new Set(Object.keys(options.query));
     this.#byName = new Map(options.tools.map((t) => [t.tool.name as string, t]));
     this.#list = { tools: options.tools.map((t) => t.tool) };
     this.#pool = new Pool(this.#origin, {
@@ -108,12 +114,14 @@ export class RestUpstream extends UpstreamBase implements Upstream {
     args: Record<string, unknown>,
     credentials: Readonly<Record<string, string>> | undefined,
     signal: AbortSignal,
+    /** W3C trace context headers of the call (they win over a tool argument of the same name). */
+    trace?: Readonly<Record<string, string>>,
   ): Promise<Record<string, unknown>> {
     const invalid = t.check(args);
     if (invalid) return toolError(`Invalid arguments for tool ${t.tool.name as string}: ${invalid}`);
     let built: ReturnType<typeof buildRequest>;
     try {
-      built = buildRequest(t, args, this.#basePath);
+      built = buildRequest(t, args, this.#basePath, this.#queryNames);
     } catch (err) {
       if (err instanceof RestToolError)
         return toolError(`Invalid arguments for tool ${t.tool.name as string}: ${err.message}`);
@@ -126,6 +134,7 @@ export class RestUpstream extends UpstreamBase implements Upstream {
       ...built.headers,
       ...this.options.headers,
       ...credentials,
+      ...trace,
       accept: 'application/json, */*;q=0.8',
     };
     let method = built.method;
@@ -144,7 +153,7 @@ export class RestUpstream extends UpstreamBase implements Upstream {
           hop >= MAX_REDIRECTS
         ) {
           return toolError(
-            `HTTP ${res.statusCode} from ${this.name}: redirect to ${location || '(no Location)'} not followed (only redirects within ${this.options.baseUrl} are)`,
+            `HTTP ${res.statusCode} from ${this.name}: redirect to ${location || '(no Location)'} not followed (only redirects within ${this.#shownBase} are)`,
           );
         }
         if (
@@ -189,6 +198,12 @@ export class RestUpstream extends UpstreamBase implements Upstream {
         throw Errors.upstreamTimeout(`upstream "${this.name}" did not answer in time`);
       }
       const code = (err as { code?: string }).code;
+      // A request undici refuses to send (a header value it cannot carry): this call's fault, not the API's
+      // — the upstream is not marked down for it.
+      if (code === 'UND_ERR_INVALID_ARG')
+        throw Errors.upstreamProtocol(
+          `upstream "${this.name}" was not called: the request cannot be sent (${err instanceof Error ? err.message : String(err)})`,
+        );
       const msg = `upstream "${this.name}" cannot be reached (${code ?? (err instanceof Error ? err.message : String(err))})`;
       this.markDown(msg);
       if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
@@ -280,7 +295,7 @@ export class RestUpstream extends UpstreamBase implements Upstream {
         {
           type: 'resource',
           resource: {
-            uri: `${this.options.baseUrl}#${t.tool.name as string}`,
+            uri: `${this.#shownBase}#${t.tool.name as string}`,
             mimeType,
             blob: bytes.toString('base64'),
           },
@@ -360,7 +375,13 @@ class RestSession implements UpstreamSession {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const credentials = this.#credentials ? await this.#credentials.headers() : undefined;
-      const result = await up.call(t, args as Record<string, unknown>, credentials, controller.signal);
+      const result = await up.call(
+        t,
+        args as Record<string, unknown>,
+        credentials,
+        controller.signal,
+        opts.trace,
+      );
       const res: JsonRpcResponse = { jsonrpc: '2.0', id: req.id, result };
       const status = statusOf.get(result);
       return status === undefined ? res : withUpstreamCode(res, status);
