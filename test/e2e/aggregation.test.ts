@@ -40,6 +40,7 @@ interface Harness {
 
 async function startGatewayWithLogs(yaml: string): Promise<Harness> {
   const config = parseConfig(yaml, 'test.yaml', {});
+  config.audit.enabled = false; // no audit database in the working tree (audit*.test.ts test it)
   config.listen.port = 0;
   const logs: LogLine[] = [];
   const logger = pino(

@@ -95,6 +95,7 @@ routes:
 health: { interval: 200ms }
 `;
     const config = parseConfig(yaml, 'logging.yaml', { ...process.env });
+    config.audit.enabled = false; // no audit database in the working tree (audit*.test.ts test it)
     config.listen.port = 0;
     const logger = createLogger(config.log.level, {
       write(line: string) {

@@ -38,6 +38,7 @@ async function start(
 ): Promise<Running> {
   const config = parseConfig(yaml, 'tracing.yaml', env);
   config.listen.port = 0;
+  config.audit.enabled = false; // nothing written into the working tree
   const events: ExchangeEvent[] = [];
   const gateway = await createGateway(
     { config, file: 'tracing.yaml', baseDir: process.cwd(), env },

@@ -1,6 +1,6 @@
 // Starts a real gateway in-process on a random 127.0.0.1 port from YAML config text.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -17,25 +17,33 @@ export interface RunningGateway {
 export async function startGateway(yamlText: string, env: NodeJS.ProcessEnv = {}): Promise<RunningGateway> {
   const config = parseConfig(yamlText, 'test.yaml', env);
   config.listen.port = 0;
-  // Audit is on by default: unless the test configures it, its database and spool go to a temporary
-  // directory (removed on close), not next to the working directory.
-  const auditDir = /^audit:/m.test(yamlText) ? undefined : await mkdtemp(join(tmpdir(), 'gatehouse-audit-'));
+  // Audit is on by default: unless the test configures it, its database goes to a temporary directory,
+  // removed when the gateway stops (however the test stops it), not next to the working directory.
   const sqlite = config.audit.sinks[0];
+  const auditDir =
+    !/^audit:/m.test(yamlText) && sqlite?.type === 'sqlite'
+      ? mkdtempSync(join(tmpdir(), 'gatehouse-audit-'))
+      : undefined;
+  const removeAudit = () => {
+    if (auditDir) rmSync(auditDir, { recursive: true, force: true });
+  };
   if (auditDir && sqlite?.type === 'sqlite') {
     sqlite.path = join(auditDir, 'audit.db');
     config.audit.spool.dir = join(auditDir, 'spool');
   }
   const logger = pino({ level: process.env.GATEHOUSE_TEST_LOG ?? 'silent' });
-  const gateway = await createGateway({ config, file: 'test.yaml', baseDir: process.cwd(), env }, { logger });
-  const base = (await gateway.start()).replace('localhost', '127.0.0.1');
-  return {
-    gateway,
-    base,
-    close: async () => {
-      await gateway.stop();
-      if (auditDir) await rm(auditDir, { recursive: true, force: true });
-    },
-  };
+  let gateway: Gateway;
+  let base: string;
+  try {
+    gateway = await createGateway({ config, file: 'test.yaml', baseDir: process.cwd(), env }, { logger });
+    const stop = gateway.stop.bind(gateway);
+    gateway.stop = () => stop().finally(removeAudit);
+    base = (await gateway.start()).replace('localhost', '127.0.0.1');
+  } catch (err) {
+    removeAudit();
+    throw err;
+  }
+  return { gateway, base, close: () => gateway.stop() };
 }
 
 /** A minimal one-route config in front of `url`. */
