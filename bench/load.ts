@@ -104,7 +104,7 @@ export function createPool(session: Session, connections: number): Pool {
 let lastId = 0;
 
 /** One call; false when it failed in any way: transport, HTTP status, JSON-RPC error, tool error, wrong id. */
-async function callEcho(pool: Pool, session: Session): Promise<boolean> {
+export async function callEcho(pool: Pool, session: Session): Promise<boolean> {
   const id = ++lastId;
   try {
     const res = await pool.request({
