@@ -115,9 +115,15 @@ const TICKS_PER_SECOND = (() => {
   }
 })();
 
-/** User + system CPU time consumed so far by process `pid`, in ms (resolution: one clock tick). */
-export function cpuTimeMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/**
+ * User + system CPU time consumed so far by process `pid` (all its threads), or by its thread `tid` alone,
+ * in ms (resolution: one clock tick).
+ */
+export function cpuTimeMs(pid: number, tid?: number): number {
+  const stat = readFileSync(
+    tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+    'utf8',
+  );
   // Fields after the parenthesised command name (which may itself contain spaces): state is field 3,
   // utime field 14 and stime field 15, i.e. indices 11 and 12 here.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
