@@ -18,6 +18,7 @@ import {
   parseBody,
   rawResult,
   serialize,
+  serializeFinal,
 } from '../mcp/jsonrpc.ts';
 import { allowsBatches, isSupportedVersion, PROTOCOL_VERSIONS, primesStreams } from '../mcp/versions.ts';
 import type { ExchangeSink } from '../telemetry/events.ts';
@@ -275,7 +276,7 @@ export function registerMcpEndpoint(app: FastifyInstance, deps: EndpointDeps): v
         .code(http?.status ?? 200)
         .headers({ ...deps.corsHeaders(req), ...latencyOf(m), ...http?.headers })
         .type(JSON_TYPE)
-        .send(serialize(response));
+        .send(serializeFinal(response));
     }
 
     // A 2025-03-26 batch: answered as one JSON array; interim messages go to the session's GET stream.

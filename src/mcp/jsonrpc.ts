@@ -186,6 +186,19 @@ export function httpAnswer(m: JsonRpcMessage): HttpAnswer | undefined {
   return (m as { [HTTP_ANSWER]?: HttpAnswer })[HTTP_ANSWER];
 }
 
+const finalTexts = new WeakMap<object, string | undefined>();
+
+/**
+ * serialize() of a final answer, remembered for that object: the audit's byte count and the endpoint's
+ * write share one JSON.stringify. Only for answers no one changes after they are emitted.
+ */
+export function serializeFinal(m: JsonRpcMessage): string | undefined {
+  if (finalTexts.has(m)) return finalTexts.get(m);
+  const text = serialize(m);
+  finalTexts.set(m, text);
+  return text;
+}
+
 /**
  * JSON text of a message for the wire. JSON.stringify recurses, so a pathologically deep message (which
  * JSON.parse accepted) can overflow the stack: a response then becomes an error answer with the same id,

@@ -3,7 +3,7 @@
 // and the answer (never copies): a sink that needs bytes or payloads derives them, once, with the helpers
 // below.
 
-import { type JsonRpcRequest, type JsonRpcResponse, rawResult, serialize } from '../mcp/jsonrpc.ts';
+import { type JsonRpcRequest, type JsonRpcResponse, rawResult, serializeFinal } from '../mcp/jsonrpc.ts';
 
 export type Outcome = 'ok' | 'error' | 'denied' | 'upstream_error' | 'cancelled';
 
@@ -60,7 +60,7 @@ export function responseBytes(e: ExchangeEvent): number | undefined {
   let n = responseSizes.get(e);
   if (n === undefined) {
     const raw = rawResult(e.response);
-    n = raw ? raw.length + 40 : Buffer.byteLength(serialize(e.response) ?? '');
+    n = raw ? raw.length + 40 : Buffer.byteLength(serializeFinal(e.response) ?? '');
     responseSizes.set(e, n);
   }
   return n;
