@@ -28,13 +28,53 @@ export function recordHash(r: Omit<StoredRecord, 'hash'>): string {
   return createHash('sha256').update(canonical(r)).digest('hex');
 }
 
+/** Integer columns and their bounds (PostgreSQL INTEGER / BIGINT, JavaScript's exact integers). */
+const INT_COLUMNS: readonly [keyof AuditRow, number][] = [
+  ['response_code', 2 ** 31 - 1],
+  ['jsonrpc_code', 2 ** 31 - 1],
+  ['upstream_response_code', 2 ** 31 - 1],
+  ['request_bytes', Number.MAX_SAFE_INTEGER],
+  ['response_bytes', Number.MAX_SAFE_INTEGER],
+];
+const FLOAT_COLUMNS: readonly (keyof AuditRow)[] = ['latency_ms', 'upstream_latency_ms'];
+
+/**
+ * A row as every sink can store it and read it back unchanged (so that its hash still matches): text
+ * without NUL characters (PostgreSQL refuses them) or lone UTF-16 surrogates (PostgreSQL refuses them;
+ * SQLite stores U+FFFD instead), both replaced by U+FFFD; integers in their column's range and finite
+ * numbers, else null (0 for NOT NULL columns). Many of these values are chosen by clients or upstreams: one
+ * that a sink refuses would fail its batch on every retry and stop the sink for good.
+ */
+export function storable(row: AuditRow): AuditRow {
+  let out: AuditRow | undefined;
+  const set = (k: keyof AuditRow, v: unknown) => {
+    out ??= { ...row };
+    (out as unknown as Record<string, unknown>)[k] = v;
+  };
+  for (const k of Object.keys(row) as (keyof AuditRow)[]) {
+    const v = row[k];
+    if (typeof v === 'string' && (!v.isWellFormed() || v.includes('\0')))
+      set(k, v.toWellFormed().replaceAll('\0', '\uFFFD'));
+  }
+  for (const [k, max] of INT_COLUMNS) {
+    const v = row[k];
+    if (v !== null && v !== undefined && !(Number.isInteger(v) && Math.abs(v as number) <= max))
+      set(k, k === 'response_code' ? 0 : null);
+  }
+  for (const k of FLOAT_COLUMNS) {
+    const v = row[k];
+    if (v !== null && v !== undefined && !Number.isFinite(v)) set(k, k === 'latency_ms' ? 0 : null);
+  }
+  return out ?? row;
+}
+
 /** Places rows after `tip`, in order: each gets the next seq, the previous hash, and its own hash. */
 export function link(rows: readonly AuditRow[], tip: ChainPoint): StoredRecord[] {
   const out: StoredRecord[] = new Array(rows.length);
   let seq = tip.seq;
   let prev = tip.hash;
   for (let i = 0; i < rows.length; i++) {
-    const r = { ...rows[i]!, seq: ++seq, prev_hash: prev } as StoredRecord;
+    const r = { ...storable(rows[i]!), seq: ++seq, prev_hash: prev } as StoredRecord;
     r.hash = recordHash(r);
     prev = r.hash;
     out[i] = r;

@@ -24,10 +24,18 @@ export const FILTER_NAMES = [
   'outcome',
 ] as const;
 
+/** The latest epoch ms a Date can hold. */
+const MAX_DATE_MS = 8.64e15;
+
 /** A point in time: a duration back from `now` (`1h`, `7d`), an ISO date, or epoch ms. */
 export function parseTime(v: string, now: number, what: string): number {
   const s = v.trim();
-  if (/^\d{10,}$/.test(s)) return Number(s);
+  if (/^\d{10,}$/.test(s)) {
+    const ms = Number(s);
+    if (ms > MAX_DATE_MS)
+      throw new RangeError(`${what}: ${JSON.stringify(v)} is beyond the last representable date`);
+    return ms;
+  }
   const back = parseDuration(s);
   if (back !== undefined && /[a-z]$/i.test(s)) return now - back;
   const t = Date.parse(s);
@@ -63,7 +71,8 @@ export function encodeCursor(seq: number): string {
 
 export function decodeCursor(cursor: string): number {
   const m = /^seq:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!m) throw new RangeError('cursor: not a cursor this API gave (use next_cursor as it is)');
+  if (!m || !Number.isSafeInteger(Number(m[1])))
+    throw new RangeError('cursor: not a cursor this API gave (use next_cursor as it is)');
   return Number(m[1]);
 }
 
@@ -96,9 +105,24 @@ const TABLE_COLUMNS: [string, (r: StoredRecord) => string][] = [
 
 const MAX_CELL = 48;
 
+/**
+ * Terminal control characters (C0, DEL, C1), line separators and bidirectional overrides: record fields hold
+ * text that clients chose (tool names, reasons), which must not move the cursor, recolour or rewrite the
+ * operator's terminal, or forge table rows. Shown as \uXXXX.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it escapes
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function printable(s: string): string {
+  return s.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Records as an aligned text table (cells cut at 48 characters). */
 export function formatTable(records: readonly StoredRecord[]): string {
-  const cell = (s: string) => (s.length > MAX_CELL ? `${s.slice(0, MAX_CELL - 1)}…` : s);
+  const cell = (raw: string) => {
+    const s = printable(raw);
+    return s.length > MAX_CELL ? `${s.slice(0, MAX_CELL - 1)}…` : s;
+  };
   const rows = records.map((r) => TABLE_COLUMNS.map(([, f]) => cell(f(r))));
   const head = TABLE_COLUMNS.map(([h]) => h);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

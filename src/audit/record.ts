@@ -109,8 +109,12 @@ export interface PayloadPolicy {
 /** Longest reason, error message or user agent kept (they may carry client-chosen text). */
 const MAX_TEXT = 512;
 
-const cap = (s: string | undefined): string | null =>
-  s === undefined || s === '' ? null : s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}…` : s;
+/** Longest method, tool or prompt name and JSON-RPC id kept, and longest resource URI (client-chosen too). */
+const MAX_NAME = 1024;
+const MAX_URI = 4096;
+
+const cap = (s: string | undefined, max = MAX_TEXT): string | null =>
+  s === undefined || s === '' ? null : s.length > max ? `${s.slice(0, max)}…` : s;
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
@@ -178,7 +182,7 @@ export function recordOf(e: ExchangeEvent, payloads: PayloadPolicy | undefined):
   const res = e.response;
   const error = res && 'error' in res ? res.error : undefined;
   const kind = e.targetKind ?? kindOf(e.mcpMethod);
-  const target = e.target ?? null;
+  const target = e.target;
   const deny = e.outcome === 'denied' || e.httpStatus >= 400;
   const upstreamCalled = e.upstreamMs !== undefined && e.upstream !== undefined;
   const row: AuditRow = {
@@ -189,10 +193,10 @@ export function recordOf(e: ExchangeEvent, payloads: PayloadPolicy | undefined):
     tenant: e.tenant ?? null,
     mcp_server: e.upstream ?? null,
     route: e.route,
-    mcp_method: e.mcpMethod || null,
-    tool_name: kind === 'tool' ? target : null,
-    resource_uri: kind === 'resource' ? target : null,
-    prompt_name: kind === 'prompt' ? target : null,
+    mcp_method: cap(e.mcpMethod, MAX_NAME),
+    tool_name: kind === 'tool' ? cap(target, MAX_NAME) : null,
+    resource_uri: kind === 'resource' ? cap(target, MAX_URI) : null,
+    prompt_name: kind === 'prompt' ? cap(target, MAX_NAME) : null,
     decision: deny ? 'deny' : 'allow',
     reason: cap(e.reason ?? (deny ? error?.message : undefined)),
     outcome: e.outcome,
@@ -207,7 +211,7 @@ export function recordOf(e: ExchangeEvent, payloads: PayloadPolicy | undefined):
     response_bytes: responseBytes(e) ?? null,
     session_id: e.sessionId ?? null,
     request_id: e.requestId || null,
-    rpc_id: e.request ? JSON.stringify(e.request.id) : null,
+    rpc_id: e.request ? cap(JSON.stringify(e.request.id), MAX_NAME) : null,
     trace_id: e.traceId ?? null,
     span_id: e.spanId ?? null,
     client_ip: e.clientIp ?? null,

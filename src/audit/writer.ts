@@ -114,7 +114,10 @@ export class SinkWriter {
       this.#spoolQueue();
       n = this.#queue.length;
     }
-    if (this.#closed || n >= 2 * cap || (n >= cap && !this.#spool.usable())) {
+    // Past the queue's size with no usable spool, records still wait in memory up to twice the size: that
+    // headroom is for calls the `audit: required` check (admits) let through before the queue filled, so
+    // that they are not served unaudited; admits() refuses new calls from the queue's size on.
+    if (this.#closed || n >= 2 * cap) {
       this.#lose(rec);
       return false;
     }

@@ -44,11 +44,20 @@ export function meta(req: FastifyRequest): RequestMeta {
     // fastify's req.ip honours trust_proxy (X-Forwarded-For only from a trusted proxy).
     clientIp: req.ip,
     userAgent: header(req, 'user-agent'),
-    bytesIn: length === undefined ? undefined : Number(length),
+    bytesIn: contentLength(length),
     traceContext: trace,
     traceId: trace?.traceId,
     spanId: trace?.spanId,
   };
+}
+
+/**
+ * A Content-Length header's value, when it is a plain decimal below 10^15 (a client's header: audit records
+ * and byte counters must not take `1e400`, NaN or an out-of-range figure from it).
+ */
+export function contentLength(v: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : undefined;
 }
 
 export function header(req: FastifyRequest, name: string): string | undefined {

@@ -19,6 +19,7 @@ import type { UpstreamHealth } from '../upstream/types.ts';
 import { buildOriginPolicy } from './guards.ts';
 import { legacyPaths, registerLegacySseEndpoint } from './legacy-sse-endpoint.ts';
 import { recordedAtEdge, registerMcpEndpoint } from './mcp-endpoint.ts';
+import { contentLength } from './request.ts';
 
 export interface EdgeOptions {
   logger: Logger;
@@ -196,7 +197,7 @@ export function buildEdge(opts: EdgeOptions): FastifyInstance {
         reason: e.message,
         clientIp: req.ip,
         userAgent: Array.isArray(ua) ? ua[0] : ua,
-        requestBytes: length === undefined ? undefined : Number(length),
+        requestBytes: contentLength(length),
       });
     }
     if (e.httpStatus >= 500)
