@@ -329,7 +329,15 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     auditGate: audit ? (route: string) => audit.refusal(route) : undefined,
     latencyHeaders: config.metrics.latency_headers,
   });
-  if (metrics && config.metrics.listener === 'main') serveMetrics(edge, config.metrics.path, metrics);
+  if (metrics && config.metrics.listener === 'main') {
+    serveMetrics(edge, config.metrics.path, metrics);
+    // /metrics needs no credential: it names routes, upstreams and tools. Fine on loopback (the default).
+    if (!/^(127\.|localhost$|::1$|\[::1\]$)/.test(config.listen.host))
+      logger.warn(
+        { path: config.metrics.path, host: config.listen.host },
+        '/metrics is served without a credential on a non-loopback listener (it names routes, upstreams and tools); consider metrics.listener: admin with admin.listen on an internal address',
+      );
+  }
 
   // The admin API: under /admin on the main listener, or on its own listener (then not on the main one).
   let adminListener: FastifyInstance | undefined;

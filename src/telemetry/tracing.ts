@@ -228,8 +228,13 @@ export function withTraceMeta(
 }
 
 /** Span names: `<method> <tool or prompt>` (resource URIs are attributes only: unbounded cardinality). */
+/** Span names and attribute values come partly from clients: both are cut (a body-sized tool name stays out). */
+const MAX_NAME = 256;
+const MAX_ATTRIBUTE = 1_024;
+
 function spanName(method: string, kind: string | undefined, name: string | undefined): string {
-  return name !== undefined && (kind === 'tool' || kind === 'prompt') ? `${method} ${name}` : method;
+  const full = name !== undefined && (kind === 'tool' || kind === 'prompt') ? `${method} ${name}` : method;
+  return full.length > MAX_NAME ? `${full.slice(0, MAX_NAME)}…` : full;
 }
 
 function targetAttribute(kind: string | undefined): string | undefined {
@@ -487,6 +492,7 @@ export async function startTracing(o: TracingOptions): Promise<Tracing> {
         [ATTR_SERVICE_VERSION]: o.serviceVersion,
       }),
     ),
+    spanLimits: { attributeValueLengthLimit: MAX_ATTRIBUTE },
     sampler: new ParentBasedSampler({
       root: o.sampleRatio >= 1 ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(o.sampleRatio),
     }),
