@@ -209,3 +209,18 @@ export function fromDbRow(row: Record<string, unknown>): StoredRecord {
     hash: String(row.hash),
   };
 }
+
+/** Records a store's query() matches, oldest first, read a page at a time (for export and verify). */
+export async function* pagedRecords(
+  store: Pick<AuditStore, 'query'>,
+  filter: AuditFilter,
+  pageSize: number,
+): AsyncIterable<StoredRecord> {
+  let after: number | undefined;
+  for (;;) {
+    const page = await store.query(filter, { limit: pageSize, order: 'asc', after });
+    yield* page;
+    if (page.length < pageSize) return;
+    after = page[page.length - 1]!.seq;
+  }
+}

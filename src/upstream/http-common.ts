@@ -94,3 +94,16 @@ export class RequestHeaders {
     return this.#merged;
   }
 }
+
+/** undici's connect options for an upstream: the connect timeout and its TLS (custom CA, mTLS, SNI). */
+export function connectOptions(
+  timeoutMs: number,
+  tls: { ca?: string; cert?: string; key?: string; servername?: string } | undefined,
+): Record<string, unknown> {
+  return {
+    timeout: timeoutMs,
+    ...(tls?.ca ? { ca: tls.ca } : {}),
+    ...(tls?.cert ? { cert: tls.cert, key: tls.key } : {}),
+    ...(tls?.servername ? { servername: tls.servername } : {}),
+  };
+}

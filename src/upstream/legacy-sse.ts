@@ -11,6 +11,7 @@ import { UpstreamBase } from './base.ts';
 import { ChannelUpstreamSession, type MessageChannel } from './channel-session.ts';
 import {
   type Body,
+  connectOptions,
   discard,
   type HttpAnswer,
   type HttpUpstreamOptions,
@@ -306,12 +307,7 @@ export class LegacySseUpstream extends UpstreamBase implements Upstream {
     this.options = options;
     this.#url = new URL(options.url);
     this.#pool = new Pool(this.#url.origin, {
-      connect: {
-        timeout: options.connectTimeoutMs,
-        ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
-        ...(options.tls?.cert ? { cert: options.tls.cert, key: options.tls.key } : {}),
-        ...(options.tls?.servername ? { servername: options.tls.servername } : {}),
-      },
+      connect: connectOptions(options.connectTimeoutMs, options.tls),
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
       keepAliveTimeout: 30_000,

@@ -19,6 +19,7 @@ import { isSupportedVersion } from '../mcp/versions.ts';
 import { UpstreamBase } from './base.ts';
 import {
   type Body,
+  connectOptions,
   discard,
   type HttpAnswer,
   type HttpUpstreamOptions,
@@ -52,12 +53,7 @@ export class StreamableHttpUpstream extends UpstreamBase implements Upstream {
     const url = new URL(options.url);
     this.#path = url.pathname + url.search;
     this.#pool = new Pool(url.origin, {
-      connect: {
-        timeout: options.connectTimeoutMs,
-        ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
-        ...(options.tls?.cert ? { cert: options.tls.cert, key: options.tls.key } : {}),
-        ...(options.tls?.servername ? { servername: options.tls.servername } : {}),
-      },
+      connect: connectOptions(options.connectTimeoutMs, options.tls),
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: 0, // SSE streams may idle for long; request deadlines are enforced per request
       keepAliveTimeout: 30_000,

@@ -10,21 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureHandle, startFixture } from '../fixtures/fixture-server.ts';
 import { type Idp, startIdp } from '../fixtures/idp.ts';
 import { type RunningGateway, startGateway } from '../helpers/gateway.ts';
+import { RECIPE_MATRIX, RECIPE_TOOLS } from '../helpers/recipe.ts';
 
 const PUBLIC = 'https://gw.example.test';
 
-/** The Kong recipe of REQUIREMENTS.md: who may call which of the 8 tools. */
-const MATRIX: Record<string, { warehouse: boolean; support: boolean }> = {
-  'list-orders': { warehouse: true, support: true },
-  'get-order': { warehouse: true, support: true },
-  'cancel-order': { warehouse: false, support: true },
-  'list-inventory': { warehouse: true, support: true },
-  'check-inventory': { warehouse: true, support: true },
-  'restock-item': { warehouse: true, support: false },
-  'get-customer': { warehouse: false, support: true },
-  'update-customer-contact': { warehouse: false, support: true },
-};
-const TOOLS = Object.keys(MATRIX);
+const MATRIX = RECIPE_MATRIX;
+const TOOLS = RECIPE_TOOLS;
 
 describe('ACLs for prompts, resources, tool entries and scopes', () => {
   let idp: Idp;

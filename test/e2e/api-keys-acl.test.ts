@@ -13,27 +13,10 @@ import { createGateway, type Gateway } from '../../src/app.ts';
 import { ApiKeyStore } from '../../src/auth/api-keys.ts';
 import { loadConfigFile } from '../../src/config/load.ts';
 import { type FixtureHandle, startFixture } from '../fixtures/fixture-server.ts';
+import { RECIPE_MATRIX, RECIPE_TOOLS } from '../helpers/recipe.ts';
 
-const TOOLS = [
-  'list-orders',
-  'get-order',
-  'cancel-order',
-  'list-inventory',
-  'check-inventory',
-  'restock-item',
-  'get-customer',
-  'update-customer-contact',
-];
-const MATRIX: Record<string, { warehouse: boolean; support: boolean }> = {
-  'list-orders': { warehouse: true, support: true },
-  'get-order': { warehouse: true, support: true },
-  'cancel-order': { warehouse: false, support: true },
-  'list-inventory': { warehouse: true, support: true },
-  'check-inventory': { warehouse: true, support: true },
-  'restock-item': { warehouse: true, support: false },
-  'get-customer': { warehouse: false, support: true },
-  'update-customer-contact': { warehouse: false, support: true },
-};
+const TOOLS = RECIPE_TOOLS;
+const MATRIX = RECIPE_MATRIX;
 
 describe('API keys and the Kong recipe ACL', () => {
   let dir: string;

@@ -15,6 +15,7 @@ import {
   cursorOf,
   fromDbRow,
   type PurgeResult,
+  pagedRecords,
   type QueryOptions,
   whereClause,
 } from '../store.ts';
@@ -187,14 +188,8 @@ export class PgAuditStore implements AuditSink, AuditStore {
     return r.rows.map(fromDbRow);
   }
 
-  async *records(filter: AuditFilter): AsyncIterable<StoredRecord> {
-    let after: number | undefined;
-    for (;;) {
-      const page = await this.query(filter, { limit: PAGE, order: 'asc', after });
-      yield* page;
-      if (page.length < PAGE) return;
-      after = page[page.length - 1]!.seq;
-    }
+  records(filter: AuditFilter): AsyncIterable<StoredRecord> {
+    return pagedRecords(this, filter, PAGE);
   }
 
   async verify(range: { since?: number; until?: number }): Promise<VerifyResult> {

@@ -21,6 +21,7 @@ import {
   cursorOf,
   fromDbRow,
   type PurgeResult,
+  pagedRecords,
   type QueryOptions,
   whereClause,
 } from '../store.ts';
@@ -166,14 +167,8 @@ export class SqliteAuditStore implements AuditSink, AuditStore {
       .map(fromDbRow);
   }
 
-  async *records(filter: AuditFilter): AsyncIterable<StoredRecord> {
-    let after: number | undefined;
-    for (;;) {
-      const page = await this.query(filter, { limit: PAGE, order: 'asc', after });
-      yield* page;
-      if (page.length < PAGE) return;
-      after = page[page.length - 1]!.seq;
-    }
+  records(filter: AuditFilter): AsyncIterable<StoredRecord> {
+    return pagedRecords(this, filter, PAGE);
   }
 
   async verify(range: { since?: number; until?: number }): Promise<VerifyResult> {

@@ -20,6 +20,7 @@ import { negotiateVersion } from '../../mcp/versions.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { UpstreamBase } from '../base.ts';
 import type { Body } from '../http-common.ts';
+import { connectOptions } from '../http-common.ts';
 import type {
   ClientInfo,
   ConnectOptions,
@@ -84,12 +85,7 @@ export class RestUpstream extends UpstreamBase implements Upstream {
     this.#byName = new Map(options.tools.map((t) => [t.tool.name as string, t]));
     this.#list = { tools: options.tools.map((t) => t.tool) };
     this.#pool = new Pool(this.#origin, {
-      connect: {
-        timeout: options.connectTimeoutMs,
-        ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
-        ...(options.tls?.cert ? { cert: options.tls.cert, key: options.tls.key } : {}),
-        ...(options.tls?.servername ? { servername: options.tls.servername } : {}),
-      },
+      connect: connectOptions(options.connectTimeoutMs, options.tls),
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
       keepAliveTimeout: 30_000,
