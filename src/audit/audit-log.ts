@@ -298,7 +298,7 @@ export class AuditLog implements ExchangeSink {
           route: row.route,
           method: row.mcp_method,
           target: row.tool_name ?? row.prompt_name ?? row.resource_uri,
-          user: row.user_id,
+          // No user id: a sink may keep only pseudonyms, and a log line must not undo that.
           decision: row.decision,
         };
       });

@@ -15,6 +15,19 @@ import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 import { type ExchangeEvent, type ExchangeSink, type Outcome, responseBytes } from './events.ts';
 
+/**
+ * The process's own metrics (CPU, memory, event-loop lag, GC), registered once per process: prom-client
+ * starts an event-loop monitor for them that nothing stops, so every gateway in the process shares it.
+ */
+let processMetrics: Registry | undefined;
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
+}
+
 export const OTHER = '__other__';
 export const UNMATCHED = '__unmatched__';
 
@@ -260,8 +273,10 @@ export class GatewayMetrics implements ExchangeSink {
       upstream_response_code: limiter(),
     };
     this.#register();
-    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    this.#processMetrics = opts.processMetrics !== false;
   }
+
+  readonly #processMetrics: boolean;
 
   /** Where the gauges read (set once the gateway's parts exist; a later call replaces what it names). */
   setSources(sources: MetricsSources): void {
@@ -588,7 +603,9 @@ export class GatewayMetrics implements ExchangeSink {
 
   /** The text exposition of every metric. */
   async exposition(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const body = await this.registry.metrics();
+    if (!this.#processMetrics) return { contentType: this.registry.contentType, body };
+    return { contentType: this.registry.contentType, body: `${body}\n${await processRegistry().metrics()}` };
   }
 
   /** Figures about the bounds (tests, admin). */
