@@ -8,7 +8,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import { hashKey, VerifyCache } from '../../src/auth/api-keys.ts';
 import { PG_KEYS_TABLE, PgApiKeyStore } from '../../src/auth/api-keys-pg.ts';
 import { type FixtureHandle, startFixture } from '../fixtures/fixture-server.ts';
 import { type RunningGateway, startGateway } from '../helpers/gateway.ts';
+import { PgRelay } from '../helpers/pg-relay.ts';
 import { textOf, waitFor } from '../helpers/sdk.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -56,38 +57,6 @@ async function freePort(): Promise<number> {
   const { port } = s.address() as { port: number };
   await new Promise<void>((r) => s.close(() => r()));
   return port;
-}
-
-/** A TCP relay to PostgreSQL that a test can cut (closing every connection) and restore on the same port. */
-class Relay {
-  port = 0;
-  #server: Server | undefined;
-  readonly #sockets = new Set<Socket>();
-
-  async start(port = 0): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(5432, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on('close', () => this.#sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    server.listen(port, '127.0.0.1');
-    await once(server, 'listening');
-    this.port = (server.address() as { port: number }).port;
-    this.#server = server;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const s of this.#sockets) s.destroy();
-    if (server) await new Promise<void>((r) => server.close(() => r()));
-  }
 }
 
 function initBody() {
@@ -133,7 +102,7 @@ describe.skipIf(!available)('API keys in PostgreSQL', () => {
   let shop: FixtureHandle;
   const gateways: RunningGateway[] = [];
   const stores: PgApiKeyStore[] = [];
-  const relays: Relay[] = [];
+  const relays: PgRelay[] = [];
   const children: ChildProcess[] = [];
 
   const cli = (...args: string[]) => run(process.execPath, [MAIN, 'keys', ...args, '-c', configFile]);
@@ -283,7 +252,7 @@ health: { interval: 0 }
   });
 
   it('verifications are cached both ways for cache_ttl; a miss during an outage is refused', async () => {
-    const relay = new Relay();
+    const relay = new PgRelay();
     relays.push(relay);
     await relay.start();
     const store = new PgApiKeyStore(storeUrl(schema, `127.0.0.1:${relay.port}`), { cacheTtlMs: 60_000 });
@@ -307,7 +276,7 @@ health: { interval: 0 }
   });
 
   it('the database cut off under a running `gatehouse serve`: 503, the process stays up, and recovers', async () => {
-    const relay = new Relay();
+    const relay = new PgRelay();
     relays.push(relay);
     await relay.start();
     const file = join(dir, 'serve.yaml');

@@ -6,9 +6,7 @@
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +23,7 @@ import { PgAuditStore } from '../../src/audit/sinks/postgres.ts';
 import { ApiKeyStore } from '../../src/auth/api-keys.ts';
 import { loadConfigFile } from '../../src/config/load.ts';
 import { type FixtureHandle, startFixture } from '../fixtures/fixture-server.ts';
+import { PgRelay } from '../helpers/pg-relay.ts';
 import { rpcError, waitFor } from '../helpers/sdk.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -51,38 +50,6 @@ if (!available) {
   console.warn(`\n*** SKIPPED: ${why} ***\n`);
 }
 
-/** A TCP relay to PostgreSQL that a test can cut (every connection closed, the port refused) and restore. */
-class Relay {
-  port = 0;
-  #server: Server | undefined;
-  readonly #sockets = new Set<Socket>();
-
-  async start(port = 0): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(5432, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on('close', () => this.#sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    server.listen(port, '127.0.0.1');
-    await once(server, 'listening');
-    this.port = (server.address() as { port: number }).port;
-    this.#server = server;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const s of this.#sockets) s.destroy();
-    if (server) await new Promise<void>((r) => server.close(() => r()));
-  }
-}
-
 async function cli(args: string[]) {
   try {
     const r = await run(process.execPath, [MAIN, ...args]);
@@ -97,7 +64,7 @@ describe.skipIf(!available)('audit log in PostgreSQL', () => {
   const schema = `gh_audit_${randomBytes(6).toString('hex')}`;
   const table = `${schema}.audit_records`;
   let admin: pg.Client;
-  let relay: Relay;
+  let relay: PgRelay;
   let dir: string;
   let shop: FixtureHandle;
   let gateway: Gateway;
@@ -127,7 +94,7 @@ describe.skipIf(!available)('audit log in PostgreSQL', () => {
   beforeAll(async () => {
     admin = new pg.Client({ connectionString: PG });
     await admin.connect();
-    relay = new Relay();
+    relay = new PgRelay();
     await relay.start();
     dir = mkdtempSync(join(tmpdir(), 'gh-audit-pg-'));
     shop = await startFixture({
